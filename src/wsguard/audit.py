@@ -1,0 +1,87 @@
+"""The audit log: one structured JSON event per security decision.
+
+Events carry time, peer, client IP, user, origin, host, path and a reason code. They never carry
+tokens, cookies, query strings, header values other than Origin/Host, or message bodies: the
+query string is where tickets live, and a log line must be worthless to whoever reads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import orjson
+
+if TYPE_CHECKING:
+    from wsguard.core.decisions import Accept, Reject
+    from wsguard.core.upgrade import UpgradeRequest
+
+__all__ = ["AuditLog"]
+
+_MAX_FIELD = 256  # peer-supplied values are truncated: the log must not be a storage channel
+
+
+def _clip(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return value if len(value) <= _MAX_FIELD else value[:_MAX_FIELD] + "…"
+
+
+class AuditLog:
+    """Writes audit events as JSON lines to the ``wsguard.audit`` logger."""
+
+    def __init__(self, enabled: bool = True, logger: logging.Logger | None = None) -> None:
+        self.enabled = enabled
+        self._logger = logger or logging.getLogger("wsguard.audit")
+
+    def emit(self, event: str, **fields: object) -> None:
+        """Write one event. ``fields`` must already be free of secrets."""
+        if not self.enabled:
+            return
+        record = {"ts": round(time.time(), 3), "event": event}
+        record.update({k: v for k, v in fields.items() if v is not None})
+        self._logger.info(orjson.dumps(record).decode())
+
+    def handshake(
+        self, request: UpgradeRequest | None, peer: str, decision: Accept | Reject
+    ) -> None:
+        """One event per handshake decision (accepted or rejected)."""
+        from wsguard.core.decisions import Accept
+
+        fields: dict[str, object] = {
+            "peer": peer,
+            "path": _clip(request.path) if request else None,
+            "host": _clip(request.headers.get("host")) if request else None,
+            "origin": _clip(request.headers.get("origin")) if request else None,
+        }
+        if isinstance(decision, Accept):
+            self.emit(
+                "handshake_accepted",
+                decision="accept",
+                client_ip=decision.client_ip,
+                user=decision.principal.user_id,
+                auth=decision.principal.method,
+                **fields,
+            )
+        else:
+            self.emit(
+                "handshake_rejected",
+                decision="reject",
+                status=decision.status,
+                reason=decision.audit_reason,
+                **fields,
+            )
+
+    def closed(
+        self, peer: str, client_ip: str, user: str | None, code: int | None, reason: str
+    ) -> None:
+        """One event when an accepted connection ends."""
+        self.emit(
+            "connection_closed",
+            peer=peer,
+            client_ip=client_ip,
+            user=user,
+            code=code,
+            reason=reason,
+        )

@@ -1,0 +1,126 @@
+"""The ``wsguard`` command line: check and show configuration, run the server.
+
+Every expected failure (a bad config, a certificate that will not load, a port in use) is one
+line on stderr, ``error: <field>: <problem>``, and exit status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from wsguard import __version__
+from wsguard.config import insecure_switches, load_settings, render_settings
+from wsguard.exceptions import WsGuardError
+
+__all__ = ["cli", "main"]
+
+EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+_FILE = click.Path(dir_okay=False, path_type=Path)
+_set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override one setting, e.g. --set limits.max_message_bytes=1048576 (repeatable).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="wsguard", message="%(prog)s %(version)s")
+def cli() -> None:
+    """wsguard: a secure-by-default WebSocket server."""
+
+
+@cli.group()
+def config() -> None:
+    """Check or print a configuration file."""
+
+
+@config.command("check")
+@click.argument("file", type=_FILE)
+@_set_option
+def config_check(file: Path, overrides: tuple[str, ...]) -> int:
+    """Validate FILE (plus environment and --set overrides) and list insecure switches."""
+    settings = load_settings(file, overrides=overrides)
+    click.echo(f"{file}: OK")
+    for warning in insecure_switches(settings):
+        click.echo(f"warning: {warning}")
+    return 0
+
+
+@config.command("show")
+@click.argument("file", type=_FILE)
+@_set_option
+def config_show(file: Path, overrides: tuple[str, ...]) -> int:
+    """Print the effective configuration as TOML; secrets show only their variable's name."""
+    settings = load_settings(file, overrides=overrides)
+    click.echo(render_settings(settings), nl=False)
+    return 0
+
+
+@cli.command()
+@click.option("-c", "--config", "config_file", type=_FILE, help="TOML configuration file.")
+@_set_option
+@click.option("--host", help="Bind address (same as --set server.host=...).")
+@click.option("--port", type=int, help="Port, 0 for any free one (same as --set server.port=...).")
+def serve(
+    config_file: Path | None, overrides: tuple[str, ...], host: str | None, port: int | None
+) -> int:
+    """Run the server until SIGTERM or SIGINT. Without -c: defaults plus environment."""
+    extra = list(overrides)
+    if host is not None:
+        extra.append(f"server.host={host}")
+    if port is not None:
+        extra.append(f"server.port={port}")
+    # --host and --port are plain overrides, so every rule (public bind needs TLS...) applies.
+    settings = load_settings(config_file, overrides=extra)
+    from wsguard.server.lifecycle import serve as run_server
+
+    return run_server(settings)
+
+
+@cli.command()
+@click.option(
+    "--port",
+    type=int,
+    default=8765,
+    show_default=True,
+    help="Port of the demo server; the attacker's page uses the next one.",
+)
+def demo(port: int) -> int:
+    """Run the demo: an allowed page that connects, and a foreign page whose hijack fails."""
+    from wsguard.demo import run_demo
+
+    return run_demo(port)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit status (the ``wsguard`` console script).
+
+    Any ``WsGuardError`` becomes one line on stderr and status 2; Ctrl-C is status 130.
+    """
+    try:
+        result = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="wsguard",
+            standalone_mode=False,
+        )
+    except WsGuardError as exc:
+        click.echo("error: " + " ".join(str(exc).splitlines()), err=True)
+        return EXIT_CONFIG
+    except click.ClickException as exc:  # usage errors: click's own message, status 2
+        exc.show()
+        return exc.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

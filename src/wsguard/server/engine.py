@@ -1,0 +1,51 @@
+"""The small interface between the protocol engine and the application sessions.
+
+The engine (``listener.py``: our ``asyncio.Protocol`` over the websockets sans-I/O core) owns
+framing, the handshake, timeouts and backpressure. A session owns what messages mean. Keeping
+the seam this narrow lets another engine (picows is the speed yardstick) be put under the same
+sessions and the same tests.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from wsguard.core.decisions import Principal
+
+__all__ = ["Connection", "Session", "SessionFactory"]
+
+
+class Connection(Protocol):
+    """What a session may do with its connection."""
+
+    @property
+    def principal(self) -> Principal: ...
+
+    def send_text(self, data: bytes) -> None:
+        """Queue one text message; ``data`` must be valid UTF-8 (we encode it ourselves)."""
+
+    def send_binary(self, data: bytes) -> None:
+        """Queue one binary message."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake with a generic reason."""
+
+
+class Session(Protocol):
+    """Per-connection application logic, called by the engine."""
+
+    def on_open(self) -> None: ...
+
+    def on_text(self, text: str) -> None: ...
+
+    def on_binary(self, data: bytes) -> None: ...
+
+    def on_close(self, code: int | None) -> None: ...
+
+    def keeps_alive(self) -> bool:
+        """Whether the connection may stay open without client messages (idle timeout)."""
+
+
+class SessionFactory(Protocol):
+    def __call__(self, connection: Connection, /) -> Session: ...

@@ -1,0 +1,225 @@
+"""Start, run and stop a wsguard server: binding, TLS, logging, signals, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+from wsguard.audit import AuditLog
+from wsguard.codes import CloseCode
+from wsguard.exceptions import ConfigError
+from wsguard.server.engine import SessionFactory
+from wsguard.server.listener import ServerState, WsConnection
+from wsguard.server.responses import Page
+from wsguard.server.session import EchoSession, ProtocolSession
+from wsguard.server.tls import build_ssl_context
+from wsguard.settings import Settings
+
+__all__ = ["Server", "configure_logging", "serve"]
+
+log = logging.getLogger("wsguard.server")
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line; audit events are already JSON and pass through."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import orjson
+
+        message = record.getMessage()
+        if record.name == "wsguard.audit":
+            return message
+        entry: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": message,
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+def configure_logging(settings: Settings, stream: Any = None) -> None:
+    """Send wsguard's logs (and the audit log) to ``stream`` (stderr) in the configured format."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if settings.log.format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger("wsguard")
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log.level.upper())
+    root.propagate = False
+    # The engine's own open/close chatter is replaced by the audit log.
+    logging.getLogger("wsguard.engine").setLevel(logging.WARNING)
+
+
+def _extensions(settings: Settings) -> list[object] | None:
+    if not settings.limits.compression:
+        return None
+    from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+
+    # Decompressed size is bounded by max_message_bytes inside the websockets core, which is
+    # what defeats compression bombs; no context takeover keeps per-connection memory small.
+    return [
+        ServerPerMessageDeflateFactory(
+            server_no_context_takeover=True, client_no_context_takeover=True
+        )
+    ]
+
+
+class Server:
+    """A wsguard listener in the running event loop.
+
+    Use ``async with Server(settings) as server:`` in tests and embedding code; ``server.port``
+    is the bound port (useful with ``port = 0``).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        session_factory: SessionFactory | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        audit: AuditLog | None = None,
+        pages: Mapping[str, Page] | None = None,
+    ) -> None:
+        from wsguard.config import is_loopback_host
+        from wsguard.core.handshake import HandshakePipeline
+
+        self.settings = settings
+        if session_factory is None:
+            session_factory = EchoSession if settings.server.echo else ProtocolSession
+        pipeline = HandshakePipeline(
+            settings, loopback_bound=is_loopback_host(settings.server.host)
+        )
+        self._state = ServerState(
+            settings,
+            pipeline,
+            audit or AuditLog(enabled=settings.log.audit),
+            session_factory,
+            clock,
+            _extensions(settings),
+            pages,
+        )
+        self._server: asyncio.Server | None = None
+        self.port = settings.server.port
+
+    @property
+    def connections(self) -> int:
+        """Open connections (accepted WebSockets and handshakes in progress)."""
+        return len(self._state.connections)
+
+    async def start(self) -> None:
+        """Bind the listener.
+
+        Raises:
+            ConfigError: when the certificate cannot be loaded or the address cannot be bound.
+        """
+        server = self.settings.server
+        ssl_context = build_ssl_context(server)
+        loop = asyncio.get_running_loop()
+        state = self._state
+        try:
+            self._server = await loop.create_server(
+                lambda: WsConnection(state),
+                server.host,
+                server.port,
+                ssl=ssl_context,
+                reuse_port=server.workers > 1 or None,
+                backlog=1024,
+            )
+        except OSError as exc:
+            raise ConfigError(
+                "server.port", f"cannot listen on {server.host}:{server.port}: {exc.strerror}"
+            ) from None
+        sockets = self._server.sockets
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        scheme = "wss" if ssl_context else "ws"
+        log.info("listening on %s://%s:%d%s", scheme, server.host, self.port, server.ws_path)
+
+    async def stop(self, code: int = CloseCode.GOING_AWAY, grace: float | None = None) -> None:
+        """Stop accepting, close every WebSocket with ``code``, wait for the peers' close
+        frames up to ``grace`` seconds (``limits.close_timeout``), then drop whoever is left."""
+        state = self._state
+        state.accepting = False
+        if self._server is not None:
+            self._server.close()
+        state.drained = asyncio.Event()
+        for conn in list(state.connections):
+            if conn.is_open:
+                conn.close(code, "going away")
+        if state.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    state.drained.wait(),
+                    self.settings.limits.close_timeout if grace is None else grace,
+                )
+        for conn in list(state.connections):
+            conn.abort()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            self._server = None
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def serve(settings: Settings) -> int:
+    """Run the server until SIGTERM or SIGINT, then shut down gracefully. Returns the exit code.
+
+    Raises:
+        ConfigError: for start-up problems (certificate, address in use).
+    """
+    from wsguard.config import insecure_switches
+
+    configure_logging(settings)
+    for warning in insecure_switches(settings):
+        log.warning("insecure setting: %s", warning)
+    loop = _new_loop()
+    asyncio.set_event_loop(loop)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        server = Server(settings)
+        await server.start()
+        print(f"wsguard listening on port {server.port}", flush=True)
+        await stop.wait()
+        log.info("shutting down: closing %d connections", server.connections)
+        await server.stop()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    return 0

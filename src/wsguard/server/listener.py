@@ -1,0 +1,477 @@
+"""The engine: a thin ``asyncio.Protocol`` driving the websockets sans-I/O core.
+
+websockets' ``ServerProtocol`` parses HTTP and frames, enforces masking, opcodes, control-frame
+rules and the message size across fragments (RFC 6455 §5). This layer adds what the core leaves
+to I/O: the policy pipeline at the handshake, a header-size cap, UTF-8 validation of text
+messages (§8.1), a fragment-count cap (§10.4), the handshake / keepalive / idle / close
+timeouts, read backpressure, and the send-queue bound. There is no task and no queue per
+connection: data_received runs the session inline, which is what keeps a connection at a few
+KiB and an echo at a few microseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, cast
+
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from wsguard.codes import CloseCode
+from wsguard.core.decisions import ANONYMOUS, Accept, Principal, Reject
+from wsguard.core.upgrade import ClientCert, Headers, UpgradeRequest
+from wsguard.server import responses
+
+if TYPE_CHECKING:
+    from wsguard.audit import AuditLog
+    from wsguard.core.handshake import HandshakePipeline
+    from wsguard.server.engine import Session, SessionFactory
+    from wsguard.server.responses import Page
+    from wsguard.settings import Settings
+
+__all__ = ["ServerState", "WsConnection"]
+
+_OP_TEXT, _OP_BINARY, _OP_CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+_OP_PONG, _OP_CLOSE = Opcode.PONG, Opcode.CLOSE
+# Reading pauses when this much is waiting to be written (the peer reads slower than it sends).
+_WRITE_HIGH_WATER = 64 * 1024
+# websockets' own logger would log every open/close at INFO; the audit log does that for us.
+_ENGINE_LOGGER = logging.getLogger("wsguard.engine")
+
+
+class _EngineProtocol(ServerProtocol):
+    """websockets' server core with one deviation, for RFC 6455 §5.4 / §7.1.5.
+
+    Control frames may arrive between the fragments of a message; a close frame there is an
+    ordinary close, and the unfinished message is discarded. The core instead fails such a
+    connection with 1002 ("incomplete fragmented message"); Autobahn case 7.1.5 expects the
+    peer's close code echoed.
+    """
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is _OP_CLOSE:
+            self.current_size = None
+        super().recv_frame(frame)
+
+
+class ServerState:
+    """What every connection of one listener shares."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pipeline: HandshakePipeline,
+        audit: AuditLog,
+        session_factory: SessionFactory,
+        clock: Callable[[], float],
+        extensions: list[object] | None = None,
+        pages: Mapping[str, Page] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.limits = settings.limits
+        self.ws_path = settings.server.ws_path
+        self.pipeline = pipeline
+        self.audit = audit
+        self.session_factory = session_factory
+        self.clock = clock
+        self.extensions = extensions
+        self.pages: Mapping[str, Page] = pages or {}
+        self.connections: set[WsConnection] = set()
+        self.accepting = True
+        # Set by a shutdown in progress; fired when the last connection is gone.
+        self.drained: asyncio.Event | None = None
+
+
+class WsConnection(asyncio.Protocol):
+    """One TCP (or TLS) connection, from the first byte of the request to the last close."""
+
+    __slots__ = (
+        "_accept",
+        "_awaiting_pong",
+        "_close_code",
+        "_decoder",
+        "_fragments",
+        "_header_bytes",
+        "_last_message",
+        "_loop",
+        "_next_ping",
+        "_parts",
+        "_peer",
+        "_proto",
+        "_session",
+        "_state",
+        "_text_parts",
+        "_timer",
+        "_transport",
+        "_writing_paused",
+    )
+
+    def __init__(self, state: ServerState) -> None:
+        self._state = state
+        self._transport: asyncio.Transport | None = None
+        self._proto = _EngineProtocol(
+            max_size=state.limits.max_message_bytes,
+            extensions=state.extensions,  # type: ignore[arg-type]
+            logger=_ENGINE_LOGGER,
+        )
+        self._accept: Accept | None = None
+        self._session: Session | None = None
+        self._peer = ""
+        self._header_bytes = 0
+        self._parts: list[bytes] | None = None
+        self._text_parts: list[str] | None = None
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._fragments = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._awaiting_pong: float | None = None
+        self._last_message = 0.0
+        self._next_ping = 0.0
+        self._close_code: int | None = None
+        self._writing_paused = False
+        self._loop = asyncio.get_running_loop()
+
+    # ------------------------------------------------------------------ asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's are not asyncio.Transport subclasses, hence the cast).
+        self._transport = transport = cast(asyncio.Transport, transport)
+        peername = transport.get_extra_info("peername")
+        self._peer = str(peername[0]) if peername else ""
+        transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
+        if not self._state.accepting:
+            transport.abort()
+            return
+        self._state.connections.add(self)
+        self._schedule(self._state.limits.handshake_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        proto = self._proto
+        if proto.state is State.CONNECTING:
+            # Cap the whole request head, not only each line (websockets caps lines at 8 KiB
+            # and fields at 128): a slow stream of headers is a memory and CPU DoS.
+            self._header_bytes += len(data)
+            if self._header_bytes > self._state.limits.max_header_bytes:
+                self._reject_raw(431, "header_too_large")
+                return
+        elif proto.state is State.CLOSED:
+            return
+        proto.receive_data(data)
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        self._proto.receive_eof()
+        self._process()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        state = self._state
+        state.connections.discard(self)
+        if state.drained is not None and not state.connections:
+            state.drained.set()
+        accept = self._accept
+        if accept is None:
+            return
+        self._accept = None
+        self._state.pipeline.release(accept)
+        code = self._close_code
+        if code is None and self._proto.close_rcvd is not None:
+            code = self._proto.close_rcvd.code
+        if self._session is not None:
+            self._session.on_close(code)
+        self._state.audit.closed(
+            self._peer,
+            accept.client_ip,
+            accept.principal.user_id,
+            code,
+            "closed" if exc is None else "connection_lost",
+        )
+
+    def pause_writing(self) -> None:
+        # Read backpressure: stop reading from a peer that does not read what we send it.
+        self._writing_paused = True
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()
+
+    # ------------------------------------------------------------------ Connection API
+
+    @property
+    def principal(self) -> Principal:
+        return self._accept.principal if self._accept is not None else ANONYMOUS
+
+    def send_text(self, data: bytes) -> None:
+        if self._proto.state is State.OPEN:
+            self._proto.send_text(data)
+            self._flush()
+
+    def send_binary(self, data: bytes) -> None:
+        if self._proto.state is State.OPEN:
+            self._proto.send_binary(data)
+            self._flush()
+
+    def close(self, code: int, reason: str) -> None:
+        if self._proto.state is State.OPEN:
+            self._close_code = code
+            self._proto.send_close(code, reason)
+            self._flush()
+            # The peer has close_timeout to answer with its close frame (RFC 6455 §7.1.1);
+            # after that the TCP connection is dropped.
+            self._schedule(self._state.limits.close_timeout)
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once (shutdown of peers that never answered)."""
+        if self._transport is not None:
+            self._transport.abort()
+
+    @property
+    def is_open(self) -> bool:
+        return self._proto.state is State.OPEN
+
+    # ------------------------------------------------------------------ internals
+
+    def _process(self) -> None:
+        proto = self._proto
+        for event in proto.events_received():
+            if isinstance(event, Frame):
+                self._on_frame(event)
+            elif isinstance(event, Request):
+                self._on_request(event)
+        if proto.state is State.CONNECTING and proto.handshake_exc is not None:
+            # A request websockets could not parse: it would only send EOF; answer 400 (or the
+            # 414/431 it already queued) so the peer learns why.
+            writes = proto.data_to_send()
+            if not any(chunk[:5] == b"HTTP/" for chunk in writes):
+                self._reject_raw(400, "malformed_request")
+                return
+            for chunk in writes:
+                self._write(chunk)
+            status = next(int(c[9:12]) for c in writes if c[:5] == b"HTTP/")
+            self._audit_reject(None, responses.generic_reject(status, "request_too_large"))
+            return
+        self._flush()
+
+    def _on_request(self, request: Request) -> None:
+        state = self._state
+        transport = self._transport
+        assert transport is not None  # noqa: S101
+        upgrade = UpgradeRequest(
+            method=request.method,
+            target=request.path,
+            http_version=request.protocol,
+            headers=Headers(request.headers.raw_items()),
+            peer=self._peer,
+            is_tls=transport.get_extra_info("sslcontext") is not None,
+            client_cert=_client_cert(transport),
+        )
+        if upgrade.path != state.ws_path:
+            response = responses.route(upgrade, state.pages)
+            if response is not None:
+                self._proto.send_response(response)
+                return
+        decision = state.pipeline.decide(upgrade, state.clock())
+        if isinstance(decision, Reject):
+            self._proto.send_response(responses.reject_response(decision))
+            self._audit_reject(upgrade, decision)
+            return
+        response = self._proto.accept(request)
+        if response.status_code != 101:
+            # The pipeline checked the request first, so this is only reachable if websockets
+            # is stricter than our request stage; fail closed and say so in the audit log.
+            state.pipeline.release(decision)
+            self._proto.send_response(response)
+            self._audit_reject(
+                upgrade, responses.generic_reject(response.status_code, "engine_refused")
+            )
+            return
+        for name, value in decision.headers:
+            response.headers[name] = value
+        self._accept = decision
+        self._proto.send_response(response)
+        state.audit.handshake(upgrade, self._peer, decision)
+        now = self._loop.time()
+        self._last_message = now
+        self._next_ping = now + state.limits.ping_interval
+        self._session = state.session_factory(self)
+        self._session.on_open()
+        # The first timer fires at the nearest of the two deadlines; _on_timer re-arms itself.
+        limits = state.limits
+        self._schedule(min(d for d in (limits.ping_interval, limits.idle_timeout, 3600.0) if d > 0))
+
+    def _on_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        session = self._session
+        if session is None:
+            return
+        if opcode is _OP_TEXT or opcode is _OP_BINARY:
+            self._last_message = self._loop.time()
+            if frame.fin:
+                if opcode is _OP_TEXT:
+                    try:
+                        text = str(frame.data, "utf-8")
+                    except UnicodeDecodeError:
+                        self._fail(CloseCode.INVALID_DATA, "invalid UTF-8")
+                        return
+                    session.on_text(text)
+                else:
+                    session.on_binary(bytes(frame.data))
+                return
+            self._fragments = 1
+            if opcode is _OP_TEXT:
+                self._decoder = codecs.getincrementaldecoder("utf-8")()
+                self._text_parts = []
+                self._feed_text(frame.data, final=False)
+            else:
+                self._parts = [bytes(frame.data)]
+        elif opcode is _OP_CONT:
+            self._fragments += 1
+            # RFC 6455 §10.4: bound "a long stream of small frames" as well as the total size
+            # (the total is enforced by the websockets core with max_message_bytes).
+            if self._fragments > self._state.limits.max_fragments:
+                self._fail(CloseCode.MESSAGE_TOO_BIG, "too many fragments")
+                return
+            if self._text_parts is not None:
+                if not self._feed_text(frame.data, final=frame.fin):
+                    return
+                if frame.fin:
+                    text = "".join(self._text_parts)
+                    self._text_parts = self._decoder = None
+                    session.on_text(text)
+            elif self._parts is not None:
+                self._parts.append(bytes(frame.data))
+                if frame.fin:
+                    data = b"".join(self._parts)
+                    self._parts = None
+                    session.on_binary(data)
+        elif opcode is _OP_PONG:
+            self._awaiting_pong = None
+
+    def _feed_text(self, data: bytes | bytearray | memoryview, *, final: bool) -> bool:
+        # Validate UTF-8 fragment by fragment so invalid text fails fast (RFC 6455 §8.1).
+        assert self._decoder is not None  # noqa: S101
+        assert self._text_parts is not None  # noqa: S101
+        try:
+            self._text_parts.append(self._decoder.decode(data, final))
+        except UnicodeDecodeError:
+            self._fail(CloseCode.INVALID_DATA, "invalid UTF-8")
+            return False
+        return True
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the WebSocket connection (RFC 6455 §7.1.7)."""
+        self._close_code = code
+        self._proto.fail(code, reason)
+        self._flush()
+        self._schedule(self._state.limits.close_timeout)
+
+    def _flush(self) -> None:
+        for chunk in self._proto.data_to_send():
+            self._write(chunk)
+
+    def _write(self, chunk: bytes) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if chunk:
+            transport.write(chunk)
+            if transport.get_write_buffer_size() > self._state.limits.max_send_queue_bytes:
+                # A consumer this far behind would make us buffer without bound.
+                self._close_code = CloseCode.SLOW_CONSUMER
+                transport.abort()
+        else:
+            # The core signals end of stream: a server closes the TCP connection (§7.1.1).
+            transport.close()
+
+    # ------------------------------------------------------------------ timers
+
+    def _schedule(self, delay: float) -> None:
+        self._cancel_timer()
+        if delay > 0:
+            self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        """One timer per connection, armed for the next deadline only (no polling)."""
+        self._timer = None
+        proto = self._proto
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if proto.state is not State.OPEN:
+            # Handshake not finished in time, or the peer never answered our close frame.
+            if proto.state is State.CONNECTING:
+                self._audit_reject(None, responses.generic_reject(408, "handshake_timeout"))
+            transport.abort()
+            return
+        limits = self._state.limits
+        now = self._loop.time()
+        deadlines: list[float] = []
+        if limits.ping_interval > 0:
+            # Keepalive: a ping every ping_interval; a peer that does not answer within
+            # ping_timeout is dead or half-open and would hold its slot forever.
+            if self._awaiting_pong is not None:
+                if now - self._awaiting_pong >= limits.ping_timeout:
+                    self.close(CloseCode.INTERNAL_ERROR, "keepalive timeout")
+                    return
+            elif now >= self._next_ping:
+                self._awaiting_pong = now
+                self._next_ping = now + limits.ping_interval
+                proto.send_ping(b"")
+                self._flush()
+            if self._awaiting_pong is not None:
+                deadlines.append(self._awaiting_pong + limits.ping_timeout)
+            else:
+                deadlines.append(self._next_ping)
+        session = self._session
+        if session is not None and not session.keeps_alive():
+            # Idle timeout: a connection that sends nothing and needs nothing holds a slot.
+            idle_deadline = self._last_message + limits.idle_timeout
+            if now >= idle_deadline:
+                self.close(CloseCode.GOING_AWAY, "idle timeout")
+                return
+            deadlines.append(idle_deadline)
+        if deadlines:
+            self._schedule(max(min(deadlines) - now, 0.01))
+
+    # ------------------------------------------------------------------ rejections
+
+    def _reject_raw(self, status: int, reason: str) -> None:
+        """Answer a request we could not hand to the pipeline, then close."""
+        decision = responses.generic_reject(status, reason)
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(responses.reject_response(decision).serialize())
+            transport.close()
+        self._audit_reject(None, decision)
+
+    def _audit_reject(self, request: UpgradeRequest | None, decision: Reject) -> None:
+        self._state.audit.handshake(request, self._peer, decision)
+
+
+def _client_cert(transport: asyncio.Transport) -> ClientCert | None:
+    """The identity of a client certificate the TLS layer verified, if any."""
+    cert = transport.get_extra_info("peercert")
+    if not cert:
+        return None
+    cn = None
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                cn = value
+    san = tuple(
+        value for kind, value in cert.get("subjectAltName", ()) if kind in {"DNS", "email", "URI"}
+    )
+    return ClientCert(subject_cn=cn, san=san)

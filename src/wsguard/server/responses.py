@@ -1,0 +1,77 @@
+"""HTTP responses of the public listener: rejections, and the few plain HTTP paths it serves.
+
+The public listener speaks only WebSocket plus ``GET /healthz`` (and, with later releases,
+``GET /wsguard.js``). A small public surface is a security feature: no ``Server`` version, no
+cookies, a fixed body per status, ``Connection: close`` on everything but a 101.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http
+from collections.abc import Mapping
+
+from websockets.datastructures import Headers as WsHeaders
+from websockets.http11 import Response
+
+from wsguard.core.decisions import Reject
+from wsguard.core.upgrade import UpgradeRequest
+
+__all__ = ["Page", "generic_reject", "reject_response", "route"]
+
+_SECURITY_HEADERS = (
+    ("Cache-Control", "no-store"),
+    ("X-Content-Type-Options", "nosniff"),
+)
+# Pages run no inline script and load nothing from elsewhere.
+_PAGE_HEADERS = (
+    (
+        "Content-Security-Policy",
+        "default-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'",
+    ),
+    ("Referrer-Policy", "no-referrer"),
+)
+
+
+def generic_reject(status: int, audit_reason: str) -> Reject:
+    """A rejection with the generic phrase of ``status`` as its only public text."""
+    return Reject(status, http.HTTPStatus(status).phrase, audit_reason)
+
+
+def _response(
+    status: int, body: bytes, content_type: str, extra: tuple[tuple[str, str], ...] = ()
+) -> Response:
+    headers = WsHeaders(
+        [
+            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Connection", "close"),
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            *_SECURITY_HEADERS,
+            *extra,
+        ]
+    )
+    return Response(status, http.HTTPStatus(status).phrase, headers, body)
+
+
+def reject_response(decision: Reject) -> Response:
+    """The HTTP response for a rejected handshake: status, fixed phrase, nothing else."""
+    body = f"{decision.status} {decision.public_reason}\n".encode()
+    return _response(decision.status, body, "text/plain; charset=utf-8", decision.headers)
+
+
+Page = tuple[bytes, str]  # body, content type
+
+
+def route(request: UpgradeRequest, pages: Mapping[str, Page]) -> Response | None:
+    """Answer a request for a path other than the WebSocket path, or ``None`` to let the
+    handshake pipeline refuse it (404 for unknown paths, after the same Host checks).
+
+    ``pages`` are the static pages this listener serves (the demo's, in demo mode)."""
+    if request.path == "/healthz":
+        return _response(200, b'{"status":"ok"}\n', "application/json")
+    page = pages.get(request.path)
+    if page is not None:
+        body, content_type = page
+        return _response(200, body, content_type, _PAGE_HEADERS)
+    return None

@@ -1,0 +1,233 @@
+"""The engine under malformed frames, limits, timeouts and backpressure (raw sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import orjson
+import pytest
+from websockets.asyncio.client import connect
+
+from support.rawws import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    RawClient,
+    frame,
+    handshake_bytes,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def open_raw(port: int, *, welcome: bool = True, rcvbuf: int | None = None) -> RawClient:
+    client = await RawClient.connect(port, rcvbuf=rcvbuf)
+    await client.send(handshake_bytes(port))
+    response = await client.read_response()
+    assert response.status == 101
+    if welcome:
+        opcode, payload = await client.read_frame()
+        assert opcode == OP_TEXT
+        assert orjson.loads(payload)["push"] == "welcome"
+    return client
+
+
+async def echo_server(start_server, **limits):
+    return await start_server(
+        auth={"required": False},
+        server={"echo": True, "host": "127.0.0.1", "port": 0},
+        limits=limits,
+    )
+
+
+async def test_unmasked_client_frame_fails_connection_1002(start_server):
+    server = await start_server()
+    client = await open_raw(server.port)
+    await client.send(frame(OP_TEXT, b'{"op":"ping"}', mask=False))
+    assert await client.read_until_close() == 1002
+    assert await client.at_eof()
+
+
+async def test_reserved_bit_without_extension_fails_1002(start_server):
+    server = await start_server()
+    client = await open_raw(server.port)
+    await client.send(frame(OP_TEXT, b'{"op":"ping"}', rsv=0b100))
+    assert await client.read_until_close() == 1002
+
+
+async def test_invalid_utf8_text_fails_connection_1007(start_server):
+    server = await start_server()
+    client = await open_raw(server.port)
+    await client.send(frame(OP_TEXT, b'{"op":"\xff\xfe"}'))
+    assert await client.read_until_close() == 1007
+
+
+async def test_invalid_utf8_inside_fragments_fails_fast_1007(start_server):
+    server = await echo_server(start_server)
+    client = await open_raw(server.port, welcome=False)
+    await client.send(frame(OP_TEXT, b"valid ", fin=False))
+    await client.send(frame(OP_CONT, b"\xc3\x28", fin=False))  # invalid 2-byte sequence
+    assert await client.read_until_close() == 1007
+
+
+async def test_message_over_max_message_bytes_is_closed_1009(start_server):
+    server = await start_server(auth={"required": False}, limits={"max_message_bytes": 1024})
+    client = await open_raw(server.port)
+    await client.send(frame(OP_TEXT, b"x" * 2048))
+    assert await client.read_until_close() == 1009
+
+
+async def test_fragments_adding_up_past_the_limit_are_closed_1009(start_server):
+    server = await echo_server(start_server, max_message_bytes=1024)
+    client = await open_raw(server.port, welcome=False)
+    await client.send(frame(OP_BINARY, b"a" * 600, fin=False))
+    await client.send(frame(OP_CONT, b"b" * 600, fin=False))
+    assert await client.read_until_close() == 1009
+
+
+async def test_fragment_flood_is_cut_at_max_fragments_1009(start_server):
+    server = await echo_server(start_server, max_fragments=8)
+    client = await open_raw(server.port, welcome=False)
+    await client.send(frame(OP_BINARY, b"a", fin=False))
+    for _ in range(8):
+        await client.send(frame(OP_CONT, b"a", fin=False))
+    assert await client.read_until_close() == 1009
+
+
+async def test_fragmented_text_is_reassembled_in_order(start_server):
+    server = await echo_server(start_server)
+    client = await open_raw(server.port, welcome=False)
+    await client.send(frame(OP_TEXT, "héllo ".encode(), fin=False))
+    await client.send(frame(OP_PING, b"mid"))  # control frames may interleave (§5.4)
+    await client.send(frame(OP_CONT, b"w\xc3", fin=False))  # a code point split over frames
+    await client.send(frame(OP_CONT, b"\xb6rld", fin=True))
+    assert await client.read_frame() == (OP_PONG, b"mid")
+    assert await client.read_frame() == (OP_TEXT, "héllo wörld".encode())
+    client.close()
+
+
+async def test_close_between_fragments_is_a_normal_close(start_server):
+    # RFC 6455 §5.4 lets control frames interleave with fragments; Autobahn case 7.1.5.
+    server = await echo_server(start_server)
+    client = await open_raw(server.port, welcome=False)
+    await client.send(frame(OP_TEXT, b"fragment1", fin=False))
+    await client.send(frame(OP_CLOSE, struct.pack("!H", 1000)))
+    await client.send(frame(OP_CONT, b"fragment2", fin=True))
+    assert await client.read_until_close() == 1000
+
+
+async def test_echo_mode_echoes_binary_unchanged(start_server):
+    server = await echo_server(start_server)
+    origin = f"http://127.0.0.1:{server.port}"
+    async with connect(f"ws://127.0.0.1:{server.port}/ws", origin=origin) as ws:
+        await ws.send(bytes(range(256)))
+        assert await ws.recv() == bytes(range(256))
+
+
+async def test_binary_message_gets_400_reply_in_protocol_mode(start_server):
+    server = await start_server()
+    client = await open_raw(server.port)
+    await client.send(frame(OP_BINARY, b"\x00\x01"))
+    opcode, payload = await client.read_frame()
+    assert opcode == OP_TEXT
+    assert orjson.loads(payload)["error"]["code"] == 400
+    client.close()
+
+
+async def test_client_close_is_answered_with_same_code(start_server, audit):
+    server = await start_server()
+    client = await open_raw(server.port)
+    await client.send(frame(OP_CLOSE, struct.pack("!H", 1000) + b"bye"))
+    assert await client.read_until_close() == 1000
+    assert await client.at_eof()
+    for _ in range(100):
+        if any(e["event"] == "connection_closed" for e in audit.events):
+            break
+        await asyncio.sleep(0.01)
+    closed = [e for e in audit.events if e["event"] == "connection_closed"]
+    assert closed[-1]["code"] == 1000
+
+
+# ---------------------------------------------------------------- timeouts (short, real)
+
+
+async def test_slowloris_handshake_is_dropped_after_handshake_timeout(start_server, audit):
+    server = await start_server(auth={"required": False}, limits={"handshake_timeout": 0.3})
+    client = await RawClient.connect(server.port)
+    await client.send(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finishes
+    assert await client.at_eof(timeout=3)
+    assert audit.rejected()[-1]["reason"] == "handshake_timeout"
+
+
+async def test_peer_that_never_answers_pings_is_closed_1011(start_server):
+    server = await start_server(
+        auth={"required": False},
+        limits={"ping_interval": 0.2, "ping_timeout": 0.2},
+    )
+    client = await open_raw(server.port)
+    opcode, _ = await client.read_frame(timeout=3)
+    assert opcode == OP_PING
+    # Do not answer: the server gives up after ping_timeout.
+    assert await client.read_until_close(timeout=3) == 1011
+
+
+async def test_peer_answering_pings_stays_open(start_server):
+    server = await start_server(
+        auth={"required": False},
+        limits={"ping_interval": 0.1, "ping_timeout": 0.1, "idle_timeout": 60},
+    )
+    client = await open_raw(server.port)
+    for _ in range(5):  # five rounds: well past one ping_timeout
+        opcode, payload = await client.read_frame(timeout=3)
+        assert opcode == OP_PING
+        await client.send(frame(OP_PONG, payload))
+    await client.send(frame(OP_TEXT, b'{"id":1,"op":"ping"}'))
+    while True:
+        opcode, payload = await client.read_frame(timeout=3)
+        if opcode == OP_TEXT:
+            break
+    assert orjson.loads(payload) == {"id": 1, "ok": True, "result": {}}
+    client.close()
+
+
+async def test_idle_connection_is_closed_1001_after_idle_timeout(start_server):
+    server = await start_server(
+        auth={"required": False}, limits={"idle_timeout": 0.3, "ping_interval": 0}
+    )
+    client = await open_raw(server.port)
+    assert await client.read_until_close(timeout=3) == 1001
+
+
+# ---------------------------------------------------------------- backpressure
+
+
+async def test_peer_that_does_not_read_is_paused_and_others_keep_working(start_server):
+    server = await start_server(auth={"required": False}, limits={"messages_per_second": 1e6})
+    port = server.port
+    # A small receive buffer (set before connecting) so the server's replies back up quickly.
+    hog = await open_raw(port, rcvbuf=4096)
+    ping = frame(OP_TEXT, b'{"id":1,"op":"ping"}')
+    batch = ping * 500
+    blocked = False
+    for _ in range(2000):  # bounded: at most ~26 MB offered
+        hog.writer.write(batch)
+        try:
+            await asyncio.wait_for(hog.writer.drain(), 0.5)
+        except TimeoutError:
+            blocked = True  # the server stopped reading from us
+            break
+    assert blocked, "the server kept reading from a peer that reads nothing"
+    # A well-behaved client is unaffected.
+    async with connect(f"ws://127.0.0.1:{port}/ws", origin=f"http://127.0.0.1:{port}") as ws:
+        await ws.recv()
+        await ws.send('{"id": 9, "op": "ping"}')
+        assert orjson.loads(await asyncio.wait_for(ws.recv(), 5)) == {
+            "id": 9,
+            "ok": True,
+            "result": {},
+        }
+    hog.writer.transport.abort()
