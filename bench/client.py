@@ -1,0 +1,793 @@
+"""Load client for the WebSocket engine benchmark.
+
+Talks only to 127.0.0.1 / localhost (refuses other URLs). Every mode is bounded in time and
+count and exits by itself. Every request carries `Host: 127.0.0.1:PORT` (taken from the URL)
+and no Origin header.
+Output protocol (stdout, one line each):
+  MARK <name> {json}   progress marks (the orchestrator samples server CPU/RSS on them)
+  RESULT {json}        final result
+
+Modes:
+  echo     --conns N --size S [--binary] --window W --duration D
+           default: raw pipelined client on uvloop (pre-masked frames, one write per read);
+           --client picows: picows client on uvloop, one send per echoed message
+  latency  --conns N --rate R --duration D         (picows on uvloop, 64-byte text, fixed rate)
+  bcast    --conns N --target-seconds T [--poll-ms P]
+           default: epoll receiver on plain sockets; --client picows: picows on uvloop
+  idle     --conns N --hold H                      (picows on uvloop; N idle connections)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from urllib.parse import urlsplit
+
+import uvloop
+from picows import WSCloseCode, WSListener, WSMsgType, ws_connect
+
+TEXT, BINARY = WSMsgType.TEXT, WSMsgType.BINARY
+perf = time.perf_counter
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def mark(name, **kw):
+    print("MARK", name, json.dumps(kw), flush=True)
+
+
+def result(d):
+    print("RESULT", json.dumps(d), flush=True)
+
+
+async def wait_until(cond, max_wait_s, step=0.01):
+    """Poll `cond()` every `step` seconds for at most `max_wait_s` seconds; return `cond()`."""
+    for _ in range(max(1, int(max_wait_s / step))):
+        if cond():
+            return True
+        await asyncio.sleep(step)
+    return bool(cond())
+
+
+class Stats:
+    def __init__(self):
+        self.count = 0
+        self.nbytes = 0
+        self.errors = 0
+        self.running = True
+        self.target = 0
+        self.fut = None
+
+
+async def connect_many(url, n, factory, concurrency, deadline_s=120.0):
+    sem = asyncio.Semaphore(concurrency)
+    out = [None] * n
+    failures = [0]
+    t_end = perf() + deadline_s
+
+    async def one(i):
+        async with sem:
+            last = None
+            for _ in range(5):
+                if perf() > t_end:
+                    break
+                try:
+                    conn = await ws_connect(
+                        factory, url, websocket_handshake_timeout=15, max_frame_size=1 << 21
+                    )
+                    # picows returns normally when the server drops the connection before
+                    # answering the handshake: only a 101 response counts as connected.
+                    t = conn[0]
+                    if t.is_disconnected or t.response is None or t.response.status != 101:
+                        raise ConnectionError("connection dropped before the handshake completed")
+                    out[i] = conn
+                except Exception as e:  # retry a few times, then give up
+                    last = e
+                    failures[0] += 1
+                    await asyncio.sleep(0.05)
+                else:
+                    return
+            raise RuntimeError(f"connect failed: {last!r}")
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return out, failures[0]
+
+
+async def close_all(conns):
+    for c in conns:
+        if c is None:
+            continue
+        t = c[0]
+        with contextlib.suppress(Exception):
+            t.send_close(WSCloseCode.OK)
+            t.disconnect()
+    await asyncio.sleep(0.2)
+
+
+# ------------------------------------------------------------------ echo (picows client)
+class EchoListener(WSListener):
+    def __init__(self, st, mt, payload, size):
+        self.st, self.mt, self.payload, self.size = st, mt, payload, size
+        self.inflight = 0
+        self.t = None
+
+    def on_ws_connected(self, t):
+        self.t = t
+
+    def on_ws_frame(self, t, frame):
+        mt = frame.msg_type
+        if mt is TEXT or mt is BINARY:
+            st = self.st
+            st.count += 1
+            if frame.payload_size != self.size:
+                st.errors += 1
+            if st.running:
+                t.send(self.mt, self.payload)
+            else:
+                self.inflight -= 1
+
+    def kick(self, window):
+        for _ in range(window):
+            self.t.send(self.mt, self.payload)
+        self.inflight = window
+
+
+async def run_echo(a):
+    st = Stats()
+    mt = BINARY if a.binary else TEXT
+    payload = b"x" * a.size
+    conns, fails = await connect_many(
+        a.url + "/echo", a.conns, lambda: EchoListener(st, mt, payload, a.size), 64
+    )
+    listeners = [c[1] for c in conns]
+    for lst in listeners:
+        lst.kick(a.window)
+    await asyncio.sleep(a.warmup)
+    c0, p0, t0 = st.count, time.process_time(), perf()
+    mark("start", t=time.time())
+    await asyncio.sleep(a.duration)
+    c1, p1, t1 = st.count, time.process_time(), perf()
+    mark("end", t=time.time())
+    st.running = False
+    # drain in-flight messages (bounded)
+    await wait_until(lambda: all(lst.inflight <= 0 for lst in listeners), 3.0)
+    lost = sum(max(lst.inflight, 0) for lst in listeners)
+    await close_all(conns)
+    n = c1 - c0
+    dt = t1 - t0
+    result(
+        {
+            "mode": "echo",
+            "client": "picows",
+            "conns": a.conns,
+            "size": a.size,
+            "binary": a.binary,
+            "window": a.window,
+            "msgs": n,
+            "seconds": dt,
+            "msgs_per_s": n / dt,
+            "mbytes_per_s": n * a.size / dt / 1e6,
+            "client_cpu": (p1 - p0) / dt,
+            "errors": st.errors,
+            "undrained": lost,
+            "connect_retries": fails,
+        }
+    )
+
+
+# ------------------------------------------------------------------ raw pipelined echo client
+# A minimal RFC 6455 client used for the echo-throughput tests: it pre-builds masked frames,
+# and when a read delivers n echoed frames it answers with ONE write of n new frames. Its
+# per-message cost is far below any server's, so the server (pinned to its own core) is the
+# bottleneck. Server frames are fully parsed (lengths, opcodes); a server PING is answered
+# with a PONG.
+def masked_frame(opcode, payload, mask=b"\x12\x34\x56\x78"):
+    n = len(payload)
+    if n < 126:
+        hdr = bytes([0x80 | opcode, 0x80 | n])
+    elif n < 65536:
+        hdr = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        hdr = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8, "big")
+    if not n:
+        return hdr + mask
+    m = (mask * (n // 4 + 1))[:n]
+    body = (int.from_bytes(payload, "big") ^ int.from_bytes(m, "big")).to_bytes(n, "big")
+    return hdr + mask + body
+
+
+def ws_key():
+    """(Sec-WebSocket-Key, expected Sec-WebSocket-Accept)."""
+    key = base64.b64encode(os.urandom(16))
+    accept = base64.b64encode(hashlib.sha1(key + GUID, usedforsecurity=False).digest())
+    return key, accept
+
+
+def upgrade_request(host, path, key):
+    # Host is "127.0.0.1:PORT" (wsguard's Host check accepts it on a loopback-bound server);
+    # no Origin header (wsguard's bench settings set origins.allow_missing).
+    return (
+        b"GET " + path.encode() + b" HTTP/1.1\r\nHost: " + host.encode() + b"\r\n"
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+
+
+def check_upgrade(head, accept):
+    status_line = head.split(b"\r\n", 1)[0]
+    return b" 101 " in status_line and accept in head
+
+
+class RawEcho(asyncio.Protocol):
+    def __init__(self, st, opcode, size, window, host, path):
+        self.st, self.size, self.window = st, size, window
+        self.frame = masked_frame(opcode, b"x" * size)
+        self.batches = [self.frame * i for i in range(window + 1)]
+        self.buf = bytearray()
+        self.upgraded = False
+        key, self.accept = ws_key()
+        self.req = upgrade_request(host, path, key)
+        self.ready = asyncio.get_running_loop().create_future()
+        self.inflight = 0
+        self.t = None
+
+    def connection_made(self, t):
+        self.t = t
+        t.write(self.req)
+
+    def connection_lost(self, exc):
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError("lost before upgrade"))
+
+    def kick(self):
+        self.t.write(self.batches[self.window])
+        self.inflight = self.window
+
+    def data_received(self, data):
+        buf = self.buf
+        buf += data
+        if not self.upgraded:
+            i = buf.find(b"\r\n\r\n")
+            if i < 0:
+                return
+            head = bytes(buf[:i])
+            del buf[: i + 4]
+            if not check_upgrade(head, self.accept):
+                self.ready.set_exception(ConnectionError(head[:200]))
+                return
+            self.upgraded = True
+            self.ready.set_result(None)
+        end_buf = len(buf)
+        pos = 0
+        n = 0
+        size = self.size
+        st = self.st
+        while end_buf - pos >= 2:
+            b1 = buf[pos + 1] & 0x7F
+            if b1 < 126:
+                hl, plen = 2, b1
+            elif b1 == 126:
+                if end_buf - pos < 4:
+                    break
+                hl, plen = 4, (buf[pos + 2] << 8) | buf[pos + 3]
+            else:
+                if end_buf - pos < 10:
+                    break
+                hl, plen = 10, int.from_bytes(buf[pos + 2 : pos + 10], "big")
+            end = pos + hl + plen
+            if end > end_buf:
+                break
+            op = buf[pos] & 0x0F
+            if op in (1, 2):
+                n += 1
+                if plen != size:
+                    st.errors += 1
+            elif op == 9:
+                self.t.write(masked_frame(10, bytes(buf[pos + hl : end])))
+            elif op == 8 and st.running:
+                st.errors += 1
+            pos = end
+        if pos:
+            del buf[:pos]
+        if n:
+            st.count += n
+            if st.running:
+                w = self.window
+                while n > w:
+                    self.t.write(self.batches[w])
+                    n -= w
+                self.t.write(self.batches[n])
+            else:
+                self.inflight -= n
+
+
+async def run_echo_raw(a):
+    st = Stats()
+    u = urlsplit(a.url)
+    host, port = u.hostname, u.port
+    opcode = 2 if a.binary else 1
+    loop = asyncio.get_running_loop()
+    protos = []
+    for _ in range(a.conns):
+        _t, p = await asyncio.wait_for(
+            loop.create_connection(
+                lambda: RawEcho(st, opcode, a.size, a.window, f"{host}:{port}", "/echo"),
+                host,
+                port,
+            ),
+            15,
+        )
+        await asyncio.wait_for(p.ready, 15)
+        protos.append(p)
+    for p in protos:
+        p.kick()
+    await asyncio.sleep(a.warmup)
+    c0, p0, t0 = st.count, time.process_time(), perf()
+    mark("start", t=time.time())
+    await asyncio.sleep(a.duration)
+    c1, p1, t1 = st.count, time.process_time(), perf()
+    mark("end", t=time.time())
+    st.running = False
+    await wait_until(lambda: all(p.inflight <= 0 for p in protos), 3.0)
+    lost = sum(max(p.inflight, 0) for p in protos)
+    close = masked_frame(8, (1000).to_bytes(2, "big"))
+    for p in protos:
+        p.t.write(close)
+    await asyncio.sleep(0.2)
+    for p in protos:
+        p.t.close()
+    n = c1 - c0
+    dt = t1 - t0
+    result(
+        {
+            "mode": "echo",
+            "client": "raw",
+            "conns": a.conns,
+            "size": a.size,
+            "binary": a.binary,
+            "window": a.window,
+            "msgs": n,
+            "seconds": dt,
+            "msgs_per_s": n / dt,
+            "mbytes_per_s": n * a.size / dt / 1e6,
+            "client_cpu": (p1 - p0) / dt,
+            "errors": st.errors,
+            "undrained": lost,
+            "connect_retries": 0,
+        }
+    )
+
+
+# ------------------------------------------------------------------ raw broadcast receiver
+# Plain non-blocking sockets + epoll, no asyncio. The receiver polls every --poll-ms
+# milliseconds and then drains every readable socket, so each recv() returns many frames;
+# frames of the expected shape are counted with C-speed slicing (no Python loop per frame).
+# This keeps the one-core client well below the server's cost, so the fan-out number is the
+# server's. Waiting between polls does not change what the server does: its writes land in
+# socket buffers that hold far more than one poll period of data.
+def ws_handshake_sock(host, port, path, timeout=15.0):
+    s = socket.create_connection((host, port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    key, accept = ws_key()
+    s.sendall(upgrade_request(f"{host}:{port}", path, key))
+    buf = b""
+    for _ in range(1000):
+        if b"\r\n\r\n" in buf:
+            break
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed during handshake")
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    if not check_upgrade(head, accept):
+        raise ConnectionError(head[:200])
+    s.setblocking(False)
+    return s, rest
+
+
+class FrameCounter:
+    def __init__(self, size):
+        self.size = size
+        self.first = 0x81
+        self.second = size if size < 126 else 126
+        self.flen = (2 if size < 126 else 4) + size
+        self.left = {}
+        self.errors = 0
+        self.pings = []
+
+    def feed(self, fd, data):
+        """The number of complete data frames in data (+ the leftover bytes of fd)."""
+        lo = self.left.pop(fd, None)
+        if lo:
+            data = lo + data
+        fl = self.flen
+        n, rem = divmod(len(data), fl)
+        if n and data[0::fl][:n].count(self.first) == n and data[1::fl][:n].count(self.second) == n:
+            if rem:
+                self.left[fd] = data[n * fl :]
+            return n
+        return self._slow(fd, data)
+
+    def _slow(self, fd, buf):
+        end_buf = len(buf)
+        pos = 0
+        n = 0
+        while end_buf - pos >= 2:
+            b1 = buf[pos + 1] & 0x7F
+            if b1 < 126:
+                hl, plen = 2, b1
+            elif b1 == 126:
+                if end_buf - pos < 4:
+                    break
+                hl, plen = 4, (buf[pos + 2] << 8) | buf[pos + 3]
+            else:
+                if end_buf - pos < 10:
+                    break
+                hl, plen = 10, int.from_bytes(buf[pos + 2 : pos + 10], "big")
+            end = pos + hl + plen
+            if end > end_buf:
+                break
+            op = buf[pos] & 0x0F
+            if op in (1, 2):
+                n += 1
+                if plen != self.size:
+                    self.errors += 1
+            elif op == 9:
+                self.pings.append((fd, bytes(buf[pos + hl : end])))
+            pos = end
+        if pos < end_buf:
+            self.left[fd] = buf[pos:]
+        return n
+
+
+def run_bcast_epoll(a):
+    u = urlsplit(a.url)
+    host, port = u.hostname, u.port
+    socks = {}
+    fc = FrameCounter(100)
+    t_conn0 = perf()
+    for _ in range(a.conns):
+        s, rest = ws_handshake_sock(host, port, "/bcast")
+        socks[s.fileno()] = s
+        if rest:
+            fc.left[s.fileno()] = rest
+    connect_s = perf() - t_conn0
+    ep = select.epoll()
+    for fd in socks:
+        ep.register(fd, select.EPOLLIN)
+    ctl = next(iter(socks.values()))
+    poll_s = a.poll_ms / 1000.0
+    time.sleep(1.0)  # let the server register every subscriber
+
+    def drain(quiet_s, max_s=10.0):
+        # read everything that arrives until `quiet_s` passes with nothing readable
+        got = 0
+        t_stop = perf() + max_s
+        t_end = perf() + quiet_s
+        while perf() < min(t_end, t_stop):
+            for fd, _ev in ep.poll(0.05):
+                try:
+                    d = socks[fd].recv(1 << 20)
+                except BlockingIOError:
+                    continue
+                if d:
+                    got += fc.feed(fd, d)
+                    t_end = perf() + quiet_s
+        return got
+
+    def one_round(k, timeout):
+        target = a.conns * k
+        count = 0
+        t0 = perf()
+        ctl.send(masked_frame(1, f"BCAST {k}".encode()))
+        t_last = t0
+        deadline = t0 + timeout
+        while count < target and perf() < deadline:
+            for fd, _ev in ep.poll(poll_s):
+                try:
+                    d = socks[fd].recv(1 << 20)
+                except BlockingIOError:
+                    continue
+                if d:
+                    count += fc.feed(fd, d)
+            t_last = perf()
+            if fc.pings:
+                for fd, pl in fc.pings:
+                    socks[fd].send(masked_frame(10, pl))
+                fc.pings.clear()
+            if count < target and poll_s > 0:
+                time.sleep(poll_s)
+        return count, t_last - t0, count >= target
+
+    got, dt, ok = one_round(10, 30)
+    warm_rate = got / dt if dt > 0 else 0
+    k = int(warm_rate * a.target_seconds / a.conns)
+    k = max(a.kmin, min(a.kmax, k))
+    drain(0.3)
+    p0 = time.process_time()
+    mark("start", t=time.time())
+    got, dt, ok = one_round(k, a.timeout)
+    mark("end", t=time.time())
+    p1 = time.process_time()
+    extra = drain(0.3)
+    close = masked_frame(8, (1000).to_bytes(2, "big"))
+    for s in socks.values():
+        with contextlib.suppress(OSError):
+            s.send(close)
+    time.sleep(0.3)
+    for s in socks.values():
+        s.close()
+    ep.close()
+    result(
+        {
+            "mode": "bcast",
+            "client": "epoll",
+            "conns": a.conns,
+            "k": k,
+            "expected": a.conns * k,
+            "received": got,
+            "complete": ok,
+            "seconds": dt,
+            "deliveries_per_s": got / dt,
+            "warm_rate": warm_rate,
+            "poll_ms": a.poll_ms,
+            "client_cpu": (p1 - p0) / dt,
+            "errors": fc.errors,
+            "late_extra": extra,
+            "connect_seconds": connect_s,
+            "connect_retries": 0,
+        }
+    )
+
+
+# ------------------------------------------------------------------ latency
+class LatListener(WSListener):
+    def __init__(self, sent, rtts):
+        self.sent, self.rtts = sent, rtts
+
+    def on_ws_connected(self, t):
+        self.t = t
+
+    def on_ws_frame(self, t, frame):
+        if frame.msg_type is TEXT or frame.msg_type is BINARY:
+            now = perf()
+            seq = int(frame.get_payload_as_bytes()[:12])
+            self.rtts.append((seq, now - self.sent[seq]))
+
+
+async def run_latency(a):
+    total = int(a.rate * (a.warmup + a.duration)) + 10
+    sent = [0.0] * total
+    rtts = []
+    pad = b"y" * (64 - 12)
+    conns, fails = await connect_many(a.url + "/echo", a.conns, lambda: LatListener(sent, rtts), 64)
+    ts = [c[0] for c in conns]
+    nconn = len(ts)
+    start = perf()
+    end = start + a.warmup + a.duration
+    first_measured = int(a.rate * a.warmup)
+    i = 0
+    marked = False
+    p0 = time.process_time()
+    while True:
+        now = perf()
+        if now >= end:
+            break
+        if not marked and i >= first_measured:
+            mark("start", t=time.time())
+            marked = True
+        due = min(int((now - start) * a.rate), total)
+        while i < due:
+            sent[i] = perf()
+            ts[i % nconn].send(TEXT, b"%012d" % i + pad)
+            i += 1
+        # 1 ms tick (event-loop timer resolution): every message due is sent on each tick
+        await asyncio.sleep(0.001)
+    mark("end", t=time.time())
+    p1 = time.process_time()
+    await wait_until(lambda: len(rtts) >= i, 2.0)
+    await close_all(conns)
+    samples = sorted(r for s, r in rtts if s >= first_measured)
+    nexp = i - first_measured
+
+    def pct(p):
+        if not samples:
+            return None
+        k = min(len(samples) - 1, round(p / 100.0 * (len(samples) - 1)))
+        return samples[k] * 1e6
+
+    result(
+        {
+            "mode": "latency",
+            "conns": a.conns,
+            "rate": a.rate,
+            "samples": len(samples),
+            "lost": nexp - len(samples),
+            "p50_us": pct(50),
+            "p90_us": pct(90),
+            "p99_us": pct(99),
+            "p999_us": pct(99.9),
+            "max_us": pct(100),
+            "client_cpu": (p1 - p0) / (a.warmup + a.duration),
+            "connect_retries": fails,
+        }
+    )
+
+
+# ------------------------------------------------------------------ broadcast (picows client)
+class BcastListener(WSListener):
+    def __init__(self, st):
+        self.st = st
+
+    def on_ws_connected(self, t):
+        self.t = t
+
+    def on_ws_frame(self, t, frame):
+        if frame.msg_type is TEXT or frame.msg_type is BINARY:
+            st = self.st
+            st.count += 1
+            if frame.payload_size != 100:
+                st.errors += 1
+            if st.count >= st.target and st.fut is not None and not st.fut.done():
+                st.fut.set_result(perf())
+
+
+async def bcast_round(st, ctl, n, k, max_wait_s):
+    loop = asyncio.get_running_loop()
+    st.count = 0
+    st.target = n * k
+    st.fut = loop.create_future()
+    t0 = perf()
+    ctl.send(TEXT, f"BCAST {k}".encode())
+    try:
+        t1 = await asyncio.wait_for(asyncio.shield(st.fut), max_wait_s)
+        complete = True
+    except TimeoutError:
+        t1 = perf()
+        complete = False
+    return st.count, t1 - t0, complete
+
+
+async def run_bcast(a):
+    st = Stats()
+    conns, fails = await connect_many(a.url + "/bcast", a.conns, lambda: BcastListener(st), 100)
+    await asyncio.sleep(1.0)  # let the server register every subscriber
+    ctl = conns[0][0]
+    # warm-up round sizes K so the measured round lasts about target-seconds
+    got, dt, ok = await bcast_round(st, ctl, a.conns, 10, 30)
+    warm_rate = got / dt if dt > 0 else 0
+    k = int(warm_rate * a.target_seconds / a.conns)
+    k = max(a.kmin, min(a.kmax, k))
+    await asyncio.sleep(0.5)
+    p0 = time.process_time()
+    mark("start", t=time.time())
+    got, dt, ok = await bcast_round(st, ctl, a.conns, k, a.timeout)
+    mark("end", t=time.time())
+    p1 = time.process_time()
+    await asyncio.sleep(0.3)
+    extra = st.count - got
+    await close_all(conns)
+    result(
+        {
+            "mode": "bcast",
+            "conns": a.conns,
+            "k": k,
+            "expected": a.conns * k,
+            "received": got,
+            "complete": ok,
+            "seconds": dt,
+            "deliveries_per_s": got / dt,
+            "warm_rate": warm_rate,
+            "client_cpu": (p1 - p0) / dt,
+            "errors": st.errors,
+            "late_extra": extra,
+            "connect_retries": fails,
+        }
+    )
+
+
+# ------------------------------------------------------------------ idle / memory
+class IdleListener(WSListener):
+    def __init__(self, st=None):
+        self.st = st
+
+    def on_ws_connected(self, t):
+        self.t = t
+
+    def on_ws_frame(self, t, frame):
+        if self.st is not None and frame.msg_type is TEXT:
+            self.st.count += 1
+
+
+async def run_idle(a):
+    # phase 1: warm the server (allocator, caches) with short-lived connections
+    st = Stats()
+    warm, _ = await connect_many(a.url + "/echo", a.warm_conns, lambda: IdleListener(st), 50)
+    for t, _lst in warm:
+        t.send(TEXT, b"hello")
+    await wait_until(lambda: st.count >= len(warm), 5.0)
+    await close_all(warm)
+    await asyncio.sleep(0.5)
+    mark("warm", t=time.time())
+    await asyncio.sleep(a.hold)
+    # phase 2: N idle connections
+    t0 = perf()
+    conns, fails = await connect_many(a.url + "/echo", a.conns, IdleListener, a.concurrency)
+    dt = perf() - t0
+    mark("connected", t=time.time(), n=len(conns))
+    await asyncio.sleep(a.hold)
+    await close_all(conns)
+    await asyncio.sleep(0.5)
+    result(
+        {
+            "mode": "idle",
+            "conns": a.conns,
+            "connect_seconds": dt,
+            "handshakes_per_s": a.conns / dt,
+            "concurrency": a.concurrency,
+            "connect_retries": fails,
+        }
+    )
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["echo", "latency", "bcast", "idle"])
+    ap.add_argument("--url", default="ws://127.0.0.1:8765")
+    ap.add_argument("--conns", type=int, default=1)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--binary", action="store_true")
+    ap.add_argument("--window", type=int, default=16)
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--rate", type=float, default=2000.0)
+    ap.add_argument("--target-seconds", type=float, default=3.0)
+    ap.add_argument("--kmin", type=int, default=20)
+    ap.add_argument("--kmax", type=int, default=2000)
+    ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--hold", type=float, default=3.0)
+    ap.add_argument("--warm-conns", type=int, default=200)
+    ap.add_argument("--concurrency", type=int, default=50)
+    ap.add_argument(
+        "--client",
+        default="raw",
+        choices=["raw", "picows"],
+        help="echo and bcast modes: raw client (default) or picows",
+    )
+    ap.add_argument(
+        "--poll-ms",
+        type=float,
+        default=10.0,
+        help="bcast raw receiver: wait between epoll rounds (batches reads)",
+    )
+    a = ap.parse_args()
+    host = urlsplit(a.url).hostname or ""
+    if not a.url.startswith("ws://") or not (host.startswith("127.") or host == "localhost"):
+        sys.exit("loopback only: --url must be ws://127.x.x.x:PORT or ws://localhost:PORT")
+    if not 0 < a.duration <= 60 or not 0 < a.conns <= 10000:
+        sys.exit("bounded loads only: --duration <= 60 s, --conns <= 10000")
+    if a.mode == "bcast" and a.client == "raw":
+        signal.alarm(300)  # hard stop for the synchronous receiver
+        run_bcast_epoll(a)
+        return
+    fn = {
+        "echo": run_echo_raw if a.client == "raw" else run_echo,
+        "latency": run_latency,
+        "bcast": run_bcast,
+        "idle": run_idle,
+    }[a.mode]
+    signal.alarm(330)  # hard stop even if the event loop wedges
+    uvloop.run(asyncio.wait_for(fn(a), 300))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,427 @@
+"""Orchestrates the WebSocket engine benchmark: interleaved configs, repeated runs.
+
+  python bench/run_bench.py --out results.jsonl [--reps 3] [--configs a,b,...] [--tests x,y]
+                            [--server-cpu 0] [--client-cpu 1]
+
+Run it with the project's venv Python (bench/run.sh does). Each server runs in its own process
+pinned (taskset) to --server-cpu, each client invocation in its own process pinned to
+--client-cpu, and this orchestrator pins itself to --client-cpu too. Traffic goes to 127.0.0.1
+only. Every server and client is started by this script and stopped by PID; each has a hard
+time limit, and the whole run has a time budget (--max-total-s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from importlib.metadata import PackageNotFoundError, version
+
+import psutil
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PY = sys.executable
+
+CONFIGS = {
+    # name: server arguments
+    "wsguard": ["--engine", "wsguard", "--loop", "asyncio"],
+    "wsguard-uvloop": ["--engine", "wsguard", "--loop", "uvloop"],
+    "websockets": ["--engine", "websockets", "--loop", "asyncio"],
+    "websockets-uvloop": ["--engine", "websockets", "--loop", "uvloop"],
+    "ws-sansio": ["--engine", "ws-sansio", "--loop", "asyncio"],
+    "ws-sansio-uvloop": ["--engine", "ws-sansio", "--loop", "uvloop"],
+    "picows": ["--engine", "picows", "--loop", "asyncio"],
+    "picows-uvloop": ["--engine", "picows", "--loop", "uvloop"],
+    "aiohttp": ["--engine", "aiohttp", "--loop", "asyncio"],
+    "aiohttp-uvloop": ["--engine", "aiohttp", "--loop", "uvloop"],
+}
+# tests a config cannot run (wsguard serves one WebSocket path; fan-out arrives with channels)
+CONFIG_SKIP = {
+    "wsguard": {"bcast1000"},
+    "wsguard-uvloop": {"bcast1000"},
+}
+DEFAULT_CONFIGS = [
+    "wsguard",
+    "wsguard-uvloop",
+    "websockets",
+    "websockets-uvloop",
+    "ws-sansio",
+    "ws-sansio-uvloop",
+]
+
+TESTS = {
+    "idle5000": ["idle", "--conns", "5000", "--hold", "3", "--concurrency", "50"],
+    "echo64_c1": ["echo", "--conns", "1", "--size", "64", "--window", "16", "--duration", "5"],
+    "echo64_c64": ["echo", "--conns", "64", "--size", "64", "--window", "16", "--duration", "5"],
+    "echo16k_c8": [
+        *("echo", "--conns", "8", "--size", "16384", "--binary", "--window", "8"),
+        *("--duration", "5"),
+    ],
+    "latency2k": [
+        *("latency", "--conns", "10", "--rate", "2000", "--duration", "5"),
+        *("--warmup", "0.5"),
+    ],
+    "bcast1000": ["bcast", "--conns", "1000", "--target-seconds", "3", "--poll-ms", "25"],
+}
+DEFAULT_TESTS = ["echo64_c64", "echo64_c1", "echo16k_c8", "latency2k", "idle5000"]
+
+PACKAGES = ["wsguard", "websockets", "picows", "aiohttp", "uvloop", "psutil"]
+
+
+def wsguard_source_hash():
+    """A short hash of wsguard's source files: the tree may change between servers."""
+    try:
+        import wsguard
+    except ImportError:
+        return None
+    root = os.path.dirname(os.path.abspath(wsguard.__file__))
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for name in sorted(filenames):
+            if name.endswith(".py"):
+                path = os.path.join(dirpath, name)
+                h.update(os.path.relpath(path, root).encode())
+                with open(path, "rb") as f:
+                    h.update(f.read())
+    return h.hexdigest()[:12]
+
+
+def versions():
+    out = {"python": platform.python_version(), "kernel": platform.release()}
+    for p in PACKAGES:
+        try:
+            out[p] = version(p)
+        except PackageNotFoundError:
+            out[p] = None
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                out["cpu"] = line.split(":", 1)[1].strip()
+                break
+    out["ncpu"] = os.cpu_count()
+    return out
+
+
+class Reader(threading.Thread):
+    """Reads a child's stdout lines into a queue (None at EOF)."""
+
+    def __init__(self, stream):
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.q = queue.Queue()
+
+    def run(self):
+        for line in self.stream:
+            self.q.put(line.rstrip("\n"))
+        self.q.put(None)
+
+
+def stop_pid(p, grace=5.0):
+    """SIGTERM the process we started (by PID), SIGKILL it after `grace` seconds."""
+    if p.poll() is not None:
+        return
+    try:
+        os.kill(p.pid, signal.SIGTERM)
+        p.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(5)
+    except ProcessLookupError:
+        pass
+
+
+def start_server(cfg, port, cpu, logdir):
+    args = [
+        *("taskset", "-c", str(cpu), PY, os.path.join(HERE, "servers.py")),
+        *("--port", str(port), "--max-lifetime", "600"),
+        *CONFIGS[cfg],
+    ]
+    # The child gets its own copy of the log's descriptor; ours can close right away.
+    with open(os.path.join(logdir, f"server-{cfg}-{port}.log"), "a") as log:
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, cwd=HERE)
+    r = Reader(p.stdout)
+    r.start()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            line = r.q.get(timeout=0.5)
+        except queue.Empty:
+            if p.poll() is not None:
+                break
+            continue
+        if line is None:
+            break
+        if line.startswith("LISTENING"):
+            time.sleep(0.3)
+            return p
+    stop_pid(p)
+    raise RuntimeError(f"server {cfg} did not start (see {logdir}/server-{cfg}-{port}.log)")
+
+
+def cpu_of(proc):
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
+def foreign_cpu(exclude):
+    """{pid: CPU seconds so far} for every process not in `exclude` (other tenants)."""
+    out = {}
+    for pr in psutil.process_iter(["pid", "cpu_times"]):
+        ct = pr.info["cpu_times"]
+        if pr.info["pid"] in exclude or ct is None:
+            continue
+        out[pr.info["pid"]] = ct.user + ct.system
+    return out
+
+
+def foreign_delta(a, b):
+    # processes alive at both marks: their delta; new ones: all their CPU so far
+    return sum(v - a.get(pid, 0.0) for pid, v in b.items() if v >= a.get(pid, 0.0))
+
+
+def proc_stat():
+    """Per-CPU jiffies from /proc/stat: {cpu: (busy, idle, steal, softirq, total)}."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                parts = line.split()
+                v = [int(x) for x in parts[1:]]
+                _user, _nice, _system, idle, iowait, _irq, softirq, steal = v[:8]
+                total = sum(v[:8])
+                out[int(parts[0][3:])] = (
+                    total - idle - iowait - steal,
+                    idle + iowait,
+                    steal,
+                    softirq,
+                    total,
+                )
+    return out
+
+
+def core_usage(s0, s1, cpu):
+    a, b = s0.get(cpu), s1.get(cpu)
+    if not a or not b:
+        return None
+    tot = b[4] - a[4]
+    if tot <= 0:
+        return None
+    return {
+        "busy": (b[0] - a[0]) / tot,
+        "idle": (b[1] - a[1]) / tot,
+        "steal": (b[2] - a[2]) / tot,
+        "softirq": (b[3] - a[3]) / tot,
+    }
+
+
+def run_client(test, port, cores, sproc, echo_client, timeout=240):
+    server_cpu, client_cpu = cores
+    args = [
+        *("taskset", "-c", str(client_cpu), PY, os.path.join(HERE, "client.py")),
+        *TESTS[test],
+        *("--url", f"ws://127.0.0.1:{port}"),
+    ]
+    if TESTS[test][0] in ("echo", "bcast"):
+        args += ["--client", echo_client]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE)
+    r = Reader(p.stdout)
+    r.start()
+    res = None
+    extra = {}
+    marks = {}
+    deadline = time.time() + timeout
+    while True:
+        left = deadline - time.time()
+        if left <= 0:
+            extra["error"] = "client timeout"
+            break
+        try:
+            line = r.q.get(timeout=min(left, 1.0))
+        except queue.Empty:
+            continue
+        if line is None:
+            break
+        if line.startswith("MARK "):
+            _, name, _rest = line.split(" ", 2)
+            now = time.time()
+            if name in ("start", "end"):
+                marks[name] = (
+                    now,
+                    cpu_of(sproc),
+                    proc_stat(),
+                    foreign_cpu({sproc.pid, p.pid, os.getpid()}),
+                )
+            elif name == "warm":
+                time.sleep(1.5)
+                extra["rss_base"] = sproc.memory_info().rss
+            elif name == "connected":
+                time.sleep(1.5)
+                extra["rss_conn"] = sproc.memory_info().rss
+        elif line.startswith("RESULT "):
+            res = json.loads(line[7:])
+    stop_pid(p, grace=2)
+    err = p.stderr.read()[-2000:] if p.stderr else ""
+    if res is None:
+        res = {"error": extra.get("error", "no result"), "stderr": err}
+    res.update(extra)
+    if "start" in marks and "end" in marks:
+        dt = marks["end"][0] - marks["start"][0]
+        dcpu = marks["end"][1] - marks["start"][1]
+        if dt > 0:
+            res["server_cpu"] = dcpu / dt
+            res["foreign_cpu"] = foreign_delta(marks["start"][3], marks["end"][3]) / dt
+        res["core_server"] = core_usage(marks["start"][2], marks["end"][2], server_cpu)
+        res["core_client"] = core_usage(marks["start"][2], marks["end"][2], client_cpu)
+        if res.get("msgs") is not None and dcpu > 0:
+            res["msgs_per_server_cpu_s"] = res["msgs"] / dcpu
+        if res.get("received") is not None and dcpu > 0:
+            res["deliveries_per_server_cpu_s"] = res["received"] / dcpu
+    if "rss_base" in res and "rss_conn" in res and res.get("conns"):
+        res["rss_per_conn_bytes"] = (res["rss_conn"] - res["rss_base"]) / res["conns"]
+    return res
+
+
+BRIEF = (
+    "msgs_per_s",
+    "mbytes_per_s",
+    "p50_us",
+    "p99_us",
+    "deliveries_per_s",
+    "rss_per_conn_bytes",
+    "handshakes_per_s",
+    "server_cpu",
+    "client_cpu",
+    "foreign_cpu",
+    "error",
+)
+
+
+def brief(rec):
+    out = {k: rec[k] for k in BRIEF if k in rec}
+    for side in ("core_server", "core_client"):
+        if rec.get(side):
+            out[side] = f"busy {rec[side]['busy']:.2f} steal {rec[side]['steal']:.2f}"
+    return json.dumps(out)
+
+
+def run_config(out, rep, cfg, port, tests, a, logdir):
+    src = wsguard_source_hash() if cfg.startswith("wsguard") else None
+    try:
+        sp = start_server(cfg, port, a.server_cpu, logdir)
+    except RuntimeError as e:
+        rec = {"rep": rep, "config": cfg, "test": "start", "error": str(e)}
+        out.write(json.dumps(rec) + "\n")
+        out.flush()
+        print(rec, flush=True)
+        return
+    try:
+        sproc = psutil.Process(sp.pid)
+        for test in tests:
+            if test in CONFIG_SKIP.get(cfg, ()):
+                continue
+            if sp.poll() is not None:
+                res = {"error": f"server died (exit code {sp.returncode})"}
+            else:
+                res = run_client(test, port, (a.server_cpu, a.client_cpu), sproc, a.echo_client)
+            rec = {"rep": rep, "config": cfg, "test": test, "t": time.time(), **res}
+            if src:
+                rec["wsguard_src"] = src
+            out.write(json.dumps(rec) + "\n")
+            out.flush()
+            print(rep, cfg, test, brief(rec), flush=True)
+            time.sleep(0.5)
+    finally:
+        stop_pid(sp)
+    time.sleep(1.0)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--configs", default=",".join(DEFAULT_CONFIGS))
+    ap.add_argument("--tests", default=",".join(DEFAULT_TESTS))
+    ap.add_argument("--server-cpu", type=int, default=0)
+    ap.add_argument("--client-cpu", type=int, default=1)
+    ap.add_argument("--base-port", type=int, default=18700)
+    ap.add_argument("--max-total-s", type=float, default=5400)
+    ap.add_argument(
+        "--echo-client",
+        default="raw",
+        choices=["raw", "picows"],
+        help="client used for the echo and broadcast tests",
+    )
+    ap.add_argument("--logdir", help="server logs (default: <out without .jsonl>-logs)")
+    a = ap.parse_args()
+
+    configs = a.configs.split(",")
+    tests = a.tests.split(",")
+    for c in configs:
+        if c not in CONFIGS:
+            ap.error(f"unknown config {c!r}; known: {', '.join(CONFIGS)}")
+    for t in tests:
+        if t not in TESTS:
+            ap.error(f"unknown test {t!r}; known: {', '.join(TESTS)}")
+    if a.server_cpu == a.client_cpu:
+        ap.error("--server-cpu and --client-cpu must differ")
+    allowed = os.sched_getaffinity(0)
+    for cpu in (a.server_cpu, a.client_cpu):
+        if cpu not in allowed:
+            ap.error(f"CPU {cpu} is not available (allowed: {sorted(allowed)})")
+    if not 1 <= a.reps <= 20:
+        ap.error("--reps must be 1-20")
+    logdir = a.logdir or os.path.splitext(a.out)[0] + "-logs"
+    os.makedirs(logdir, exist_ok=True)
+    # the orchestrator itself lives on the client core
+    os.sched_setaffinity(0, {a.client_cpu})
+    meta = versions()
+    meta.update(
+        {
+            "wsguard_src": wsguard_source_hash(),
+            "configs": configs,
+            "tests": tests,
+            "reps": a.reps,
+            "server_cpu": a.server_cpu,
+            "client_cpu": a.client_cpu,
+            "echo_client": a.echo_client,
+            "argv": sys.argv[1:],
+            "loadavg_start": os.getloadavg(),
+            "t_start": time.time(),
+        }
+    )
+    t_stop = time.time() + a.max_total_s
+    with open(a.out, "a") as out:
+        out.write(json.dumps({"meta": meta}) + "\n")
+        for rep in range(a.reps):
+            # rotate the order every repetition and reverse it on odd ones
+            k = rep % len(configs)
+            order = configs[k:] + configs[:k]
+            if rep % 2 == 1:
+                order = order[::-1]
+            for cfg in order:
+                if time.time() > t_stop:
+                    print("time budget exhausted", flush=True)
+                    out.write(json.dumps({"meta_end": {"budget_exhausted": True}}) + "\n")
+                    return
+                port = a.base_port + (rep * 50) + configs.index(cfg)
+                run_config(out, rep, cfg, port, tests, a, logdir)
+        meta_end = {
+            "loadavg_end": os.getloadavg(),
+            "t_end": time.time(),
+            "wsguard_src": wsguard_source_hash(),
+        }
+        out.write(json.dumps({"meta_end": meta_end}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
