@@ -53,13 +53,23 @@ async def start_server(audit: AuditRecorder) -> AsyncIterator[StartServer]:
     """``server = await start_server(settings=None, **sections)`` starts a real listener."""
     stack = contextlib.AsyncExitStack()
 
-    async def start(settings: Settings | None = None, **sections: dict[str, Any]) -> Server:
+    async def start(
+        settings: Settings | None = None,
+        session_factory: Any = None,
+        env: dict[str, str] | None = None,
+        **sections: dict[str, Any],
+    ) -> Server:
         if settings is None:
             sections.setdefault("auth", {"required": False})
             settings = loopback_settings(**sections)
         logger = logging.Logger(f"audit-{id(audit)}")
         logger.addHandler(audit)
-        server = Server(settings, audit=AuditLog(logger=logger))
+        server = Server(
+            settings,
+            audit=AuditLog(logger=logger),
+            session_factory=session_factory,
+            env=env if env is not None else {},
+        )
         await stack.enter_async_context(server)
         return server
 

@@ -14,7 +14,7 @@ import click
 
 from wsguard import __version__
 from wsguard.config import insecure_switches, load_settings, render_settings
-from wsguard.exceptions import WsGuardError
+from wsguard.exceptions import ConfigError, WsGuardError
 
 __all__ = ["cli", "main"]
 
@@ -98,6 +98,82 @@ def demo(port: int) -> int:
     from wsguard.demo import run_demo
 
     return run_demo(port)
+
+
+@cli.group()
+def ticket() -> None:
+    """One-time tickets for browser clients."""
+
+
+@ticket.command("mint")
+@click.argument("user")
+@click.option("--origin", required=True, help="The page origin that will connect.")
+@click.option("--ttl", type=float, default=None, help="Seconds (default auth.ticket.ttl).")
+@click.option("--role", "roles", multiple=True, help="A role to grant (repeatable).")
+@click.option("--channel", "channels", multiple=True, help="A channel to grant (repeatable).")
+@click.option("-c", "--config", "config_file", type=_FILE, help="TOML configuration file.")
+def ticket_mint(
+    user: str,
+    origin: str,
+    ttl: float | None,
+    roles: tuple[str, ...],
+    channels: tuple[str, ...],
+    config_file: Path | None,
+) -> int:
+    """Print a ticket for USER, signed with the secret in auth.ticket.secret_env."""
+    import os
+
+    from wsguard.tickets import mint, ticket_secret
+
+    settings = load_settings(config_file)
+    config = settings.auth.ticket
+    try:
+        value = mint(
+            user,
+            origin,
+            ttl=config.ttl if ttl is None else ttl,
+            roles=roles,
+            channels=channels,
+            secret=ticket_secret(config, os.environ),
+        )
+    except ValueError as exc:
+        raise ConfigError("ticket", str(exc)) from None
+    click.echo(value)
+    return 0
+
+
+@cli.group()
+def users() -> None:
+    """Manage the HTTP Basic users file (auth.basic.users_file)."""
+
+
+@users.command("add")
+@click.argument("file", type=_FILE)
+@click.argument("user")
+@click.option("--role", "roles", multiple=True, metavar="ROLE", help="Grant ROLE (repeatable).")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input (for scripts and CI).",
+)
+def users_add(file: Path, user: str, roles: tuple[str, ...], password_stdin: bool) -> int:
+    """Add USER to FILE with an argon2id password hash, or replace their entry.
+
+    Creates FILE (mode 0600) when missing; other users are kept. Prompts for the password
+    unless --password-stdin is given; never prints the password or its hash.
+    """
+    from wsguard.users import add_user, check_password
+
+    password: str
+    if password_stdin:
+        # One line, without its line ending: "echo $PASSWORD | wsguard users add ..." works.
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    check_password(password)
+    add_user(file, user, password, roles)
+    click.echo(f"added {user} to {file}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

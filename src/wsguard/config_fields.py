@@ -87,6 +87,9 @@ _BOUNDS: dict[str, tuple[float, float | None, bool]] = {
     # JSON nesting depth guards the parser's recursion and CPU (deeply nested payload attacks).
     "limits.json_max_depth": (1, 1000, False),
     "auth.jwt.leeway": (0, None, False),
+    # 0 switches keepalive pings off (a proxy or the client may do it instead).
+    "limits.ping_interval": (0, None, False),
+    "auth.expiry_grace": (0, None, False),
 }
 
 

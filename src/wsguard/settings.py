@@ -14,10 +14,13 @@ from typing import Literal
 __all__ = [
     "ApiConfig",
     "AuthConfig",
+    "BasicConfig",
     "BrokerConfig",
+    "CookieConfig",
     "JwtConfig",
     "LimitsConfig",
     "LogConfig",
+    "MtlsConfig",
     "OriginsConfig",
     "ServerConfig",
     "Settings",
@@ -76,6 +79,25 @@ class TicketConfig:
     secret_env: str = "WSGUARD_TICKET_SECRET"  # noqa: S105 - a variable name
 
 
+@dataclass(frozen=True, slots=True)
+class CookieConfig:
+    """A signed session cookie, accepted only with a CSRF nonce bound to that session."""
+
+    name: str = "session"
+    secret_env: str = "WSGUARD_COOKIE_SECRET"  # noqa: S105 - a variable name
+    max_age: float = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class BasicConfig:
+    users_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MtlsConfig:
+    identity: Literal["cn", "san"] = "cn"
+
+
 AuthMethod = Literal["ticket", "jwt", "cookie", "basic", "mtls"]
 
 
@@ -84,8 +106,17 @@ class AuthConfig:
     required: bool = True
     methods: tuple[AuthMethod, ...] = ("ticket", "jwt")
     first_message_timeout: float = 5.0
+    # Seconds before a credential expires that the server pushes {"push": "expiring"}.
+    expiring_notice: float = 60.0
+    # Seconds after expiry before an unrefreshed connection is closed with 4401.
+    expiry_grace: float = 5.0
+    # How long a revocation refuses the user's older credentials (longer than any lifetime).
+    revocation_ttl: float = 86400.0
     jwt: JwtConfig = field(default_factory=JwtConfig)
     ticket: TicketConfig = field(default_factory=TicketConfig)
+    cookie: CookieConfig = field(default_factory=CookieConfig)
+    basic: BasicConfig = field(default_factory=BasicConfig)
+    mtls: MtlsConfig = field(default_factory=MtlsConfig)
 
 
 @dataclass(frozen=True, slots=True)

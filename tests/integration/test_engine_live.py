@@ -20,6 +20,8 @@ from support.rawws import (
     frame,
     handshake_bytes,
 )
+from wsguard.server.session import ProtocolSession
+from wsguard.testing import loopback_settings
 
 pytestmark = pytest.mark.integration
 
@@ -231,3 +233,40 @@ async def test_peer_that_does_not_read_is_paused_and_others_keep_working(start_s
             "result": {},
         }
     hog.writer.transport.abort()
+
+
+async def test_send_queue_over_the_limit_is_closed_4509_after_the_queued_data(start_server):
+    server = await echo_server(
+        start_server, max_message_bytes=16 << 20, max_send_queue_bytes=1 << 20
+    )
+    client = await open_raw(server.port, welcome=False, rcvbuf=4096)
+    message = bytes(12 << 20)  # far more than the kernel buffers on loopback
+    await client.send(frame(OP_BINARY, message))
+    await asyncio.sleep(0.2)  # let the echo pile up while we do not read
+    assert await client.read_frame(timeout=10) == (OP_BINARY, message)
+    assert await client.read_until_close(timeout=10) == 4509
+
+
+# ---------------------------------------------------------------- fail closed
+
+
+class _BuggySession(ProtocolSession):
+    """A session with a bug: any message containing "boom" raises."""
+
+    def on_text(self, text: str) -> None:
+        if "boom" in text:
+            raise RuntimeError("a bug in application code")
+        super().on_text(text)
+
+
+async def test_exception_in_a_session_closes_that_connection_1011_only(start_server):
+    server = await start_server(
+        settings=loopback_settings(auth={"required": False}), session_factory=_BuggySession
+    )
+    victim = await open_raw(server.port)
+    bystander = await open_raw(server.port)
+    await victim.send(frame(OP_TEXT, b'{"op":"boom"}'))
+    assert await victim.read_until_close() == 1011
+    await bystander.send(frame(OP_TEXT, b'{"id":2,"op":"ping"}'))
+    opcode, payload = await bystander.read_frame()
+    assert (opcode, orjson.loads(payload)) == (OP_TEXT, {"id": 2, "ok": True, "result": {}})

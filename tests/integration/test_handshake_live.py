@@ -188,16 +188,6 @@ async def test_healthz_answers_ok_and_reveals_no_version(start_server):
     assert response.header("Server") is None
 
 
-async def test_auth_required_by_default_refuses_anonymous_with_401(start_server, audit):
-    from wsguard.testing import loopback_settings
-
-    server = await start_server(settings=loopback_settings())
-    got, client = await raw_handshake(server.port, handshake_bytes(server.port))
-    client.close()
-    assert got == 401
-    assert audit.rejected()[-1]["reason"] == "auth_required"
-
-
 # ---------------------------------------------------------------- transport and caps
 
 

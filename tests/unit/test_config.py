@@ -347,10 +347,16 @@ def test_string_field_rejects_a_number(tmp_path: Path):
 
 
 @pytest.mark.parametrize(
-    "field",
-    [f.name for f in dataclasses.fields(LimitsConfig) if f.name not in ("compression",)],
+    ("field", "value"),
+    [
+        (f.name, value)
+        for f in dataclasses.fields(LimitsConfig)
+        if f.name != "compression"
+        for value in ("0", "-1")
+        # ping_interval = 0 switches keepalive pings off (tested below).
+        if (f.name, value) != ("ping_interval", "0")
+    ],
 )
-@pytest.mark.parametrize("value", ["0", "-1"])
 def test_every_limit_must_be_positive(field: str, value: str):
     with pytest.raises(ConfigError) as info:
         load_settings(env={}, overrides=[f"limits.{field}={value}"])
@@ -849,3 +855,8 @@ def test_public_api_is_curated():
         "load_settings",
         "render_settings",
     ]
+
+
+def test_ping_interval_zero_switches_pings_off():
+    settings = load_settings(None, env={}, overrides=["limits.ping_interval=0"])
+    assert settings.limits.ping_interval == 0

@@ -13,11 +13,18 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import Final, Protocol
 
-from wsguard.core.decisions import ANONYMOUS, Accept, Principal, Reject
+from wsguard.core.decisions import (
+    ANONYMOUS,
+    PENDING,
+    Accept,
+    Authenticated,
+    Principal,
+    Reject,
+)
 from wsguard.core.host import HostPolicy, Scheme
 from wsguard.core.limits import ConnectionCaps, KeyedRateLimiter, client_key
 from wsguard.core.origin import OriginPolicy, has_ambient_credentials
@@ -169,10 +176,11 @@ class HandshakeContext:
 class Authenticator(Protocol):
     """One authentication method (ticket, JWT, cookie, basic, mTLS).
 
-    ``authenticate`` returns a ``Principal`` when the request carries a valid credential of
-    this method, a ``Reject`` when it carries an invalid one (the pipeline stops there), or
-    ``None`` when it carries none (the next method is tried). It must not raise on bad input;
-    if it does, the handshake is refused with 500 ``internal_error``.
+    ``authenticate`` returns a ``Principal`` (or an ``Authenticated`` carrying a single-use
+    credential id to consume) when the request carries a valid credential of this method, a
+    ``Reject`` when it carries an invalid one (the pipeline stops there), or ``None`` when it
+    carries none (the next method is tried). It must not raise on bad input; if it does, the
+    handshake is refused with 500 ``internal_error``.
     """
 
     @property
@@ -182,7 +190,7 @@ class Authenticator(Protocol):
 
     def authenticate(
         self, request: UpgradeRequest, ctx: HandshakeContext, now: float
-    ) -> Principal | Reject | None:
+    ) -> Authenticated | Principal | Reject | None:
         """Authenticate ``request`` (see the class docstring)."""
         ...
 
@@ -204,6 +212,7 @@ class HandshakePipeline:
         "_authenticators",
         "_basic",
         "_caps",
+        "_first_message",
         "_handshakes",
         "_hosts",
         "_origins",
@@ -231,6 +240,7 @@ class HandshakePipeline:
         self._authenticators = tuple(authenticators)
         self._required = settings.auth.required
         self._basic = "basic" in settings.auth.methods
+        self._first_message = bool({"ticket", "jwt"} & set(settings.auth.methods))
 
     @property
     def open_connections(self) -> int:
@@ -257,6 +267,26 @@ class HandshakePipeline:
         except Exception:
             # Fail closed (DESIGN.md §2.4). The core has no logger; the listener audits the 500.
             return _INTERNAL_ERROR
+
+    def rebind(self, accept: Accept, principal: Principal) -> Accept | Reject:
+        """Bind ``principal`` to an open connection (first-message authentication, refresh).
+
+        The connection's slot moves from the old user to the new one; a new user over
+        ``max_connections_per_user`` gets 429 ``user_connection_cap`` and keeps the old slot.
+
+        Returns:
+            The connection's new ``Accept`` (hand that one to ``release``), or the ``Reject``.
+        """
+        old, new = accept.principal.user_id, principal.user_id
+        if new != old:
+            if new is not None:
+                reject = self._caps.check_user(new)
+                if reject is not None:
+                    return reject
+            key = client_key(accept.client_ip)
+            self._caps.release(key, old)
+            self._caps.acquire(key, new)
+        return replace(accept, principal=principal)
 
     def release(self, accept: Accept) -> None:
         """Free the slot ``decide`` reserved for ``accept``. Releasing twice is harmless."""
@@ -292,9 +322,15 @@ class HandshakePipeline:
         if reject is not None:
             return reject
         ctx = HandshakeContext(client_ip, scheme, authority.host, authority.port, origin)
-        principal = self._authenticate(request, ctx, now)
-        if isinstance(principal, Reject):
-            return principal
+        authenticated = self._authenticate(request, ctx, now)
+        if isinstance(authenticated, Reject):
+            return authenticated
+        principal = authenticated.principal
+        claimed = None
+        if authenticated.verify is not None or authenticated.consume is not None:
+            # Bound to its user only once the deferred check passed (see Accept.claimed): a
+            # replayed ticket or a guessed password must not hold that user's slots.
+            principal, claimed = PENDING, principal
         user_id = principal.user_id
         if user_id is not None:
             reject = self._caps.check_user(user_id)
@@ -303,13 +339,24 @@ class HandshakePipeline:
         response_headers: tuple[tuple[str, str], ...] = (("Vary", "Origin"),)
         if origin is not None:
             response_headers += (("Access-Control-Allow-Origin", origin),)
-        accept = Accept(principal, client_ip, origin, None, response_headers)
+        accept = Accept(
+            principal,
+            client_ip,
+            origin,
+            None,
+            response_headers,
+            authenticated.consume,
+            authenticated.consume_until,
+            authenticated.verify,
+            authenticated.verify_reason,
+            claimed,
+        )
         self._caps.acquire(key, user_id)
         return accept
 
     def _authenticate(
         self, request: UpgradeRequest, ctx: HandshakeContext, now: float
-    ) -> Principal | Reject:
+    ) -> Authenticated | Reject:
         for authenticator in self._authenticators:
             result = authenticator.authenticate(request, ctx, now)
             if result is None:
@@ -318,12 +365,19 @@ class HandshakePipeline:
                 # Say little: whatever the method wrote, the peer gets the status's phrase.
                 phrase = HTTPStatus(result.status).phrase
                 return Reject(result.status, phrase, result.audit_reason, result.headers)
-            if not isinstance(result, Principal):
+            if isinstance(result, Principal):
+                result = Authenticated(result)
+            if not isinstance(result, Authenticated):
                 raise TypeError(f"authenticator {authenticator.name!r} returned {result!r}")
-            if not result.is_anonymous:
+            if not result.principal.is_anonymous:
                 return result
         if not self._required:
-            return ANONYMOUS
+            return Authenticated(ANONYMOUS)
+        if self._first_message:
+            # No credential at the handshake, but one may come in the first message (browsers
+            # cannot set headers): open a socket that may only authenticate, within
+            # auth.first_message_timeout.
+            return Authenticated(PENDING)
         if self._basic:
             # RFC 9110 §15.5.2: a 401 "MUST send a WWW-Authenticate header field containing at
             # least one challenge"; only Basic has one a client can act on here.

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from wsguard.core.decisions import Principal
+    from wsguard.auth import AuthService
+    from wsguard.core.decisions import Principal, Reject
 
 __all__ = ["Connection", "Session", "SessionFactory"]
 
@@ -21,6 +22,20 @@ class Connection(Protocol):
 
     @property
     def principal(self) -> Principal: ...
+
+    @property
+    def origin(self) -> str | None:
+        """The checked Origin of the handshake."""
+
+    @property
+    def auth(self) -> AuthService:
+        """The server's authentication service (first-message and refresh credentials)."""
+
+    def set_principal(self, principal: Principal) -> Reject | None:
+        """Bind a new principal; ``None`` on success, else the refusal."""
+
+    def audit(self, event: str, **fields: object) -> None:
+        """Write an audit event about this connection."""
 
     def send_text(self, data: bytes) -> None:
         """Queue one text message; ``data`` must be valid UTF-8 (we encode it ourselves)."""

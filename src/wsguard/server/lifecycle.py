@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 from wsguard.audit import AuditLog
+from wsguard.auth import AuthService
+from wsguard.brokers.base import TicketStore
+from wsguard.brokers.memory import MemoryTicketStore
 from wsguard.codes import CloseCode
 from wsguard.exceptions import ConfigError
 from wsguard.server.engine import SessionFactory
@@ -88,9 +92,11 @@ class Server:
         settings: Settings,
         *,
         session_factory: SessionFactory | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         audit: AuditLog | None = None,
         pages: Mapping[str, Page] | None = None,
+        env: Mapping[str, str] | None = None,
+        tickets: TicketStore | None = None,
     ) -> None:
         from wsguard.config import is_loopback_host
         from wsguard.core.handshake import HandshakePipeline
@@ -98,8 +104,13 @@ class Server:
         self.settings = settings
         if session_factory is None:
             session_factory = EchoSession if settings.server.echo else ProtocolSession
+        self._env = os.environ if env is None else env
+        # Raises ConfigError when a required method lacks its secret: before binding anything.
+        auth = AuthService(settings, self._env, tickets or MemoryTicketStore(clock), clock)
         pipeline = HandshakePipeline(
-            settings, loopback_bound=is_loopback_host(settings.server.host)
+            settings,
+            loopback_bound=is_loopback_host(settings.server.host),
+            authenticators=auth.authenticators,
         )
         self._state = ServerState(
             settings,
@@ -107,11 +118,56 @@ class Server:
             audit or AuditLog(enabled=settings.log.audit),
             session_factory,
             clock,
+            auth,
             _extensions(settings),
             pages,
         )
         self._server: asyncio.Server | None = None
         self.port = settings.server.port
+
+    # ------------------------------------------------------------------ control (internal API)
+
+    def revoke(self, user: str) -> int:
+        """Revoke ``user``: close every socket of theirs with 4403, and refuse their
+        credentials issued before now (``auth.revocation_ttl``). Returns the sockets closed."""
+        state = self._state
+        state.auth.revoke(user)
+        closed = self.disconnect(user, CloseCode.FORBIDDEN, "revoked")
+        state.audit.emit("user_revoked", user=user, closed=closed)
+        return closed
+
+    def disconnect(self, user: str, code: int, reason: str = "disconnected") -> int:
+        """Close every socket of ``user`` with ``code``. Returns how many."""
+        conns = list(self._state.by_user.get(user, ()))
+        for conn in conns:
+            conn.close(code, reason)
+        return len(conns)
+
+    def mint_ticket(
+        self,
+        user: str,
+        origin: str,
+        ttl: float | None = None,
+        roles: Sequence[str] = (),
+        channels: Sequence[str] = (),
+    ) -> str:
+        """Mint a one-time ticket for ``user`` at ``origin`` (the page that will connect).
+
+        Raises:
+            ConfigError: ticket authentication is not configured.
+            ValueError: an argument is out of range (a malformed origin, ...).
+        """
+        from wsguard.tickets import mint, ticket_secret
+
+        config = self.settings.auth.ticket
+        return mint(
+            user,
+            origin,
+            ttl=config.ttl if ttl is None else ttl,
+            roles=roles,
+            channels=channels,
+            secret=ticket_secret(config, self._env),
+        )
 
     @property
     def connections(self) -> int:
@@ -213,9 +269,20 @@ def serve(settings: Settings) -> int:
             loop.add_signal_handler(sig, stop.set)
         server = Server(settings)
         await server.start()
+        api = None
+        if os.environ.get(settings.api.key_env):
+            from wsguard.server.api import ApiServer
+
+            api = ApiServer(settings, server)
+            await api.start()
+            log.info("internal API on http://%s:%d", settings.api.host, api.port)
+        else:
+            log.info("internal API off: %s is not set", settings.api.key_env)
         print(f"wsguard listening on port {server.port}", flush=True)
         await stop.wait()
         log.info("shutting down: closing %d connections", server.connections)
+        if api is not None:
+            await api.stop()
         await server.stop()
 
     try:

@@ -29,6 +29,7 @@ from wsguard.server import responses
 
 if TYPE_CHECKING:
     from wsguard.audit import AuditLog
+    from wsguard.auth import AuthService
     from wsguard.core.handshake import HandshakePipeline
     from wsguard.server.engine import Session, SessionFactory
     from wsguard.server.responses import Page
@@ -42,6 +43,7 @@ _OP_PONG, _OP_CLOSE = Opcode.PONG, Opcode.CLOSE
 _WRITE_HIGH_WATER = 64 * 1024
 # websockets' own logger would log every open/close at INFO; the audit log does that for us.
 _ENGINE_LOGGER = logging.getLogger("wsguard.engine")
+log = logging.getLogger("wsguard.server")
 
 
 class _EngineProtocol(ServerProtocol):
@@ -69,6 +71,7 @@ class ServerState:
         audit: AuditLog,
         session_factory: SessionFactory,
         clock: Callable[[], float],
+        auth: AuthService,
         extensions: list[object] | None = None,
         pages: Mapping[str, Page] | None = None,
     ) -> None:
@@ -81,10 +84,27 @@ class ServerState:
         self.clock = clock
         self.extensions = extensions
         self.pages: Mapping[str, Page] = pages or {}
+        self.auth = auth
         self.connections: set[WsConnection] = set()
+        # Open connections by authenticated user: revocation closes them all.
+        self.by_user: dict[str, set[WsConnection]] = {}
+        # Handshakes finishing in the background (ticket consumption, password hashing).
+        self.tasks: set[asyncio.Task[None]] = set()
         self.accepting = True
         # Set by a shutdown in progress; fired when the last connection is gone.
         self.drained: asyncio.Event | None = None
+
+    def register(self, conn: WsConnection, user_id: str | None) -> None:
+        if user_id is not None:
+            self.by_user.setdefault(user_id, set()).add(conn)
+
+    def unregister(self, conn: WsConnection, user_id: str | None) -> None:
+        if user_id is not None:
+            conns = self.by_user.get(user_id)
+            if conns is not None:
+                conns.discard(conn)
+                if not conns:
+                    del self.by_user[user_id]
 
 
 class WsConnection(asyncio.Protocol):
@@ -92,7 +112,10 @@ class WsConnection(asyncio.Protocol):
 
     __slots__ = (
         "_accept",
+        "_answered",
+        "_auth_deadline",
         "_awaiting_pong",
+        "_backlog",
         "_close_code",
         "_decoder",
         "_fragments",
@@ -102,13 +125,13 @@ class WsConnection(asyncio.Protocol):
         "_next_ping",
         "_parts",
         "_peer",
+        "_pending",
         "_proto",
         "_session",
         "_state",
         "_text_parts",
         "_timer",
         "_transport",
-        "_writing_paused",
     )
 
     def __init__(self, state: ServerState) -> None:
@@ -132,7 +155,10 @@ class WsConnection(asyncio.Protocol):
         self._last_message = 0.0
         self._next_ping = 0.0
         self._close_code: int | None = None
-        self._writing_paused = False
+        self._answered = False
+        self._pending: tuple[Request, UpgradeRequest] | None = None
+        self._backlog: list[Frame] = []
+        self._auth_deadline: float | None = None
         self._loop = asyncio.get_running_loop()
 
     # ------------------------------------------------------------------ asyncio callbacks
@@ -178,7 +204,10 @@ class WsConnection(asyncio.Protocol):
         if accept is None:
             return
         self._accept = None
-        self._state.pipeline.release(accept)
+        state.pipeline.release(accept)
+        if self._session is None:
+            return  # reserved for a handshake that never completed
+        state.unregister(self, accept.principal.user_id)
         code = self._close_code
         if code is None and self._proto.close_rcvd is not None:
             code = self._proto.close_rcvd.code
@@ -194,12 +223,10 @@ class WsConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         # Read backpressure: stop reading from a peer that does not read what we send it.
-        self._writing_paused = True
         if self._transport is not None:
             self._transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self._writing_paused = False
         if self._transport is not None and not self._transport.is_closing():
             self._transport.resume_reading()
 
@@ -208,6 +235,41 @@ class WsConnection(asyncio.Protocol):
     @property
     def principal(self) -> Principal:
         return self._accept.principal if self._accept is not None else ANONYMOUS
+
+    @property
+    def origin(self) -> str | None:
+        """The checked Origin of the handshake (tickets are bound to it)."""
+        return self._accept.origin if self._accept is not None else None
+
+    @property
+    def auth(self) -> AuthService:
+        return self._state.auth
+
+    def set_principal(self, principal: Principal) -> Reject | None:
+        """Bind a new principal (first-message authentication, refresh); ``None`` on success,
+        else the ``Reject`` (per-user cap) and the connection keeps its old principal."""
+        accept = self._accept
+        if accept is None:
+            return responses.generic_reject(409, "not_open")
+        result = self._state.pipeline.rebind(accept, principal)
+        if isinstance(result, Reject):
+            return result
+        self._state.unregister(self, accept.principal.user_id)
+        self._accept = result
+        self._state.register(self, principal.user_id)
+        self._auth_deadline = None
+        return None
+
+    def audit(self, event: str, **fields: object) -> None:
+        """Write an audit event about this connection (peer, client IP and user added)."""
+        accept = self._accept
+        self._state.audit.emit(
+            event,
+            peer=self._peer,
+            client_ip=accept.client_ip if accept else None,
+            user=accept.principal.user_id if accept else None,
+            **fields,
+        )
 
     def send_text(self, data: bytes) -> None:
         if self._proto.state is State.OPEN:
@@ -243,10 +305,18 @@ class WsConnection(asyncio.Protocol):
         proto = self._proto
         for event in proto.events_received():
             if isinstance(event, Frame):
-                self._on_frame(event)
+                if self._pending is not None:
+                    # Sent before our 101 (RFC 6455 §4.1 says wait); kept for after it.
+                    self._backlog.append(event)
+                else:
+                    self._on_frame(event)
             elif isinstance(event, Request):
                 self._on_request(event)
-        if proto.state is State.CONNECTING and proto.handshake_exc is not None:
+        if (
+            proto.state is State.CONNECTING
+            and proto.handshake_exc is not None
+            and not self._answered
+        ):
             # A request websockets could not parse: it would only send EOF; answer 400 (or the
             # 414/431 it already queued) so the peer learns why.
             writes = proto.data_to_send()
@@ -261,6 +331,8 @@ class WsConnection(asyncio.Protocol):
         self._flush()
 
     def _on_request(self, request: Request) -> None:
+        # Every path below answers the request itself.
+        self._answered = True
         state = self._state
         transport = self._transport
         assert transport is not None  # noqa: S101
@@ -283,31 +355,103 @@ class WsConnection(asyncio.Protocol):
             self._proto.send_response(responses.reject_response(decision))
             self._audit_reject(upgrade, decision)
             return
+        # Reserved from here on: connection_lost releases it whatever happens next.
+        self._accept = decision
+        if decision.deferred:
+            # A ticket to consume or a password hash to check: finish in the background,
+            # reading nothing more from this peer until then.
+            transport.pause_reading()
+            self._pending = (request, upgrade)
+            task = self._loop.create_task(self._finish_handshake(decision))
+            state.tasks.add(task)
+            task.add_done_callback(state.tasks.discard)
+            return
+        reject = state.auth.check_revoked(decision.principal)
+        if reject is not None:
+            self._refuse(upgrade, decision, reject)
+            return
+        self._open(request, upgrade, decision)
+
+    async def _finish_handshake(self, decision: Accept) -> None:
+        state = self._state
+        result: Accept | Principal | Reject
+        try:
+            result = await state.auth.finish(decision)
+        except Exception:
+            log.exception("finishing the handshake failed")
+            result = responses.generic_reject(500, "internal_error")
+        transport = self._transport
+        pending, self._pending = self._pending, None
+        if transport is None or transport.is_closing() or pending is None:
+            return  # the peer left (or timed out) meanwhile; connection_lost released it
+        request, upgrade = pending
+        if isinstance(result, Principal) and result is not decision.principal:
+            # The password check confirmed a user: bind the slot to them now (per-user cap).
+            result = state.pipeline.rebind(decision, result)
+            if isinstance(result, Accept):
+                self._accept = decision = result
+        if isinstance(result, Reject):
+            self._refuse(upgrade, decision, result)
+        else:
+            self._open(request, upgrade, decision)
+            backlog, self._backlog = self._backlog, []
+            for frame in backlog:
+                self._on_frame(frame)
+        self._flush()
+        if not transport.is_closing():
+            transport.resume_reading()
+
+    def _refuse(self, upgrade: UpgradeRequest, decision: Accept, reject: Reject) -> None:
+        """Refuse a handshake the pipeline had accepted (a later check failed)."""
+        self._accept = None
+        self._state.pipeline.release(decision)
+        self._proto.send_response(responses.reject_response(reject))
+        self._audit_reject(upgrade, reject)
+
+    def _open(self, request: Request, upgrade: UpgradeRequest, decision: Accept) -> None:
+        state = self._state
         response = self._proto.accept(request)
         if response.status_code != 101:
             # The pipeline checked the request first, so this is only reachable if websockets
             # is stricter than our request stage; fail closed and say so in the audit log.
-            state.pipeline.release(decision)
-            self._proto.send_response(response)
-            self._audit_reject(
-                upgrade, responses.generic_reject(response.status_code, "engine_refused")
+            self._refuse(
+                upgrade, decision, responses.generic_reject(response.status_code, "engine_refused")
             )
             return
         for name, value in decision.headers:
             response.headers[name] = value
-        self._accept = decision
         self._proto.send_response(response)
         state.audit.handshake(upgrade, self._peer, decision)
+        state.register(self, decision.principal.user_id)
         now = self._loop.time()
         self._last_message = now
         self._next_ping = now + state.limits.ping_interval
-        self._session = state.session_factory(self)
-        self._session.on_open()
-        # The first timer fires at the nearest of the two deadlines; _on_timer re-arms itself.
         limits = state.limits
-        self._schedule(min(d for d in (limits.ping_interval, limits.idle_timeout, 3600.0) if d > 0))
+        if decision.principal.is_pending:
+            self._auth_deadline = now + state.settings.auth.first_message_timeout
+        try:
+            self._session = state.session_factory(self)
+            self._session.on_open()
+        except Exception:
+            log.exception("session failed to open; closing the connection with 1011")
+            self._fail(CloseCode.INTERNAL_ERROR, "internal error")
+            return
+        # The first timer fires at the nearest deadline; _on_timer re-arms itself.
+        first = [d for d in (limits.ping_interval, limits.idle_timeout) if d > 0]
+        if self._auth_deadline is not None:
+            first.append(state.settings.auth.first_message_timeout)
+        self._schedule(min(first, default=3600.0))
 
     def _on_frame(self, frame: Frame) -> None:
+        try:
+            self._dispatch(frame)
+        except Exception:
+            # Fail closed (DESIGN.md §2.4): a bug in a session must not leave the connection
+            # half-handled; the peer gets a generic 1011, the details go to the log.
+            log.exception("session failed; closing the connection with 1011")
+            self._fail(CloseCode.INTERNAL_ERROR, "internal error")
+
+    def _dispatch(self, frame: Frame) -> None:
         opcode = frame.opcode
         session = self._session
         if session is None:
@@ -384,9 +528,10 @@ class WsConnection(asyncio.Protocol):
         if chunk:
             transport.write(chunk)
             if transport.get_write_buffer_size() > self._state.limits.max_send_queue_bytes:
-                # A consumer this far behind would make us buffer without bound.
-                self._close_code = CloseCode.SLOW_CONSUMER
-                transport.abort()
+                # A consumer this far behind would make us buffer without bound: nothing more is
+                # queued for it, the close frame goes behind what is queued, and close_timeout
+                # later the connection is dropped if it still has not read it.
+                self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
         else:
             # The core signals end of stream: a server closes the TCP connection (§7.1.1).
             transport.close()
@@ -419,6 +564,13 @@ class WsConnection(asyncio.Protocol):
         limits = self._state.limits
         now = self._loop.time()
         deadlines: list[float] = []
+        if self._auth_deadline is not None:
+            # A socket opened without a credential must authenticate in its first message.
+            if now >= self._auth_deadline:
+                self.audit("auth_failed", reason="first_message_timeout")
+                self.close(CloseCode.UNAUTHORIZED, "authentication required")
+                return
+            deadlines.append(self._auth_deadline)
         if limits.ping_interval > 0:
             # Keepalive: a ping every ping_interval; a peer that does not answer within
             # ping_timeout is dead or half-open and would hold its slot forever.

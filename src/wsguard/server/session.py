@@ -1,7 +1,8 @@
 """Application sessions: the JSON wire protocol (DESIGN.md §6) and the conformance echo.
 
-In this release the wire protocol answers the ``ping`` op and refuses everything else with an
-error reply; channels, publish, rpc and the rest build on the same dispatch.
+In this release the wire protocol answers ``ping``, ``auth`` and ``refresh`` and refuses
+everything else with an error reply; channels, publish, rpc and the rest build on the same
+dispatch.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 import orjson
 
 from wsguard.codes import ReplyCode
+from wsguard.server.authflow import AuthFlow
 from wsguard.server.engine import Connection
 
 __all__ = ["EchoSession", "ProtocolSession"]
@@ -41,12 +43,19 @@ def _valid_id(value: object) -> bool:
 class ProtocolSession:
     """Speaks the wsguard wire protocol on one connection."""
 
-    __slots__ = ("conn",)
+    __slots__ = ("auth", "conn")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self.auth = AuthFlow(conn, conn.auth.settings, self._welcome)
 
     def on_open(self) -> None:
+        if self.conn.principal.is_pending:
+            return  # welcome after {"op": "auth"} succeeds
+        self._welcome()
+        self.auth.start()
+
+    def _welcome(self) -> None:
         principal = self.conn.principal
         welcome = {
             "push": "welcome",
@@ -83,8 +92,27 @@ class ProtocolSession:
             self.conn.send_text(
                 _error(ReplyCode.BAD_REQUEST, "bad_envelope", "op must be a string", msg_id)
             )
+        elif self.conn.principal.is_pending and op != "auth":
+            # Nothing but authentication until the first message authenticated the socket.
+            self.conn.send_text(
+                _error(ReplyCode.UNAUTHORIZED, "auth_required", "authenticate first", msg_id)
+            )
         elif op == "ping":
             self.conn.send_text(orjson.dumps({"id": msg_id, "ok": True, "result": {}}))
+        elif op == "auth":
+            if not self.conn.principal.is_pending:
+                self.conn.send_text(
+                    _error(ReplyCode.CONFLICT, "already_authenticated", "use refresh", msg_id)
+                )
+            else:
+                self.auth.handle(msg_id, message, refresh=False)
+        elif op == "refresh":
+            if self.conn.principal.is_anonymous:
+                self.conn.send_text(
+                    _error(ReplyCode.BAD_REQUEST, "nothing_to_refresh", "not authenticated", msg_id)
+                )
+            else:
+                self.auth.handle(msg_id, message, refresh=True)
         else:
             self.conn.send_text(_error(ReplyCode.NOT_FOUND, "unknown_op", "unknown op", msg_id))
 
@@ -94,7 +122,7 @@ class ProtocolSession:
         )
 
     def on_close(self, code: int | None) -> None:
-        pass
+        self.auth.cancel()
 
     def keeps_alive(self) -> bool:
         return False

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from handshake_factory import HOST, KEY, ORIGIN, handshake, settings
 
-from wsguard.core.decisions import ANONYMOUS, Accept, Principal, Reject
+from wsguard.core.decisions import ANONYMOUS, PENDING, Accept, Principal, Reject
 from wsguard.core.handshake import (
     AUDIT_REASONS,
     HandshakeContext,
@@ -269,7 +269,11 @@ def test_accepted_origin_is_echoed_serialized():
         ),
         pytest.param(handshake(peer="203.0.113.9"), {}, 403, "plaintext", id="remote-plain"),
         pytest.param(
-            handshake(), {"auth": {"required": True}}, 401, "auth_required", id="anonymous"
+            handshake(),
+            {"auth": {"required": True, "methods": ("cookie",)}},
+            401,
+            "auth_required",
+            id="anonymous",
         ),
     ],
 )
@@ -435,20 +439,28 @@ def test_authenticator_reject_stops_with_generic_public_reason():
 
 
 @pytest.mark.parametrize(
-    ("required", "expected"),
+    ("required", "methods", "expected"),
     [
-        pytest.param(False, ANONYMOUS, id="optional-anonymous"),
-        pytest.param(True, Reject(401, "Unauthorized", "auth_required"), id="required-401"),
+        pytest.param(False, ("cookie",), ANONYMOUS, id="optional-anonymous"),
+        pytest.param(
+            True, ("cookie",), Reject(401, "Unauthorized", "auth_required"), id="required-401"
+        ),
+        pytest.param(True, ("ticket",), PENDING, id="ticket-may-come-in-first-message"),
+        pytest.param(True, ("cookie", "jwt"), PENDING, id="jwt-may-come-in-first-message"),
     ],
 )
-def test_no_credential_is_anonymous_or_401(required: bool, expected: Principal | Reject):
-    p = pipeline(authenticators=(FakeAuth(None),), auth={"required": required})
+def test_no_credential_is_anonymous_pending_or_401(
+    required: bool, methods: tuple[str, ...], expected: Principal | Reject
+):
+    p = pipeline(authenticators=(FakeAuth(None),), auth={"required": required, "methods": methods})
     result = p.decide(handshake(), 0.0)
     assert (result.principal if isinstance(result, Accept) else result) == expected
 
 
 def test_anonymous_principal_from_an_authenticator_does_not_satisfy_required_auth():
-    p = pipeline(authenticators=(FakeAuth(ANONYMOUS),), auth={"required": True})
+    p = pipeline(
+        authenticators=(FakeAuth(ANONYMOUS),), auth={"required": True, "methods": ("cookie",)}
+    )
     assert p.decide(handshake(), 0.0) == Reject(401, "Unauthorized", "auth_required")
 
 

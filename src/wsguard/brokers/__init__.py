@@ -1,0 +1,1 @@
+"""Brokers: where state shared between connections (and nodes) lives."""

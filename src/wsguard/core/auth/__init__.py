@@ -1,0 +1,1 @@
+"""Authentication methods: pure verifiers that return decisions (no I/O, no clock)."""

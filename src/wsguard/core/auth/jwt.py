@@ -1,0 +1,398 @@
+"""JWT bearer tokens: verification keys, the algorithm allow-list and the claim checks.
+
+Performs no I/O; reads no clock: key material arrives already read (``wsguard.auth_keys``) and
+time as ``now``. PyJWT checks the signature only; the claims are checked here, since PyJWT would
+read the wall clock. Per RFC 8725 §3.1, ``alg`` must be allowed for the key's type before the
+key is used: never ``none``, HMAC secrets ``HS*``, RSA ``RS*``/``PS*``, EC the ``ES*`` of their
+curve, OKP ``EdDSA`` (so an HS256 token "signed" with the public RSA key is refused). ``exp``
+and ``sub`` are required. Every bad token is a 401 ``Reject`` with a reason in ``JWT_REASONS``
+and no token text; nothing raises on bad input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, TypeAlias
+
+import jwt
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from jwt.algorithms import HMACAlgorithm
+from jwt.types import Options
+
+from wsguard.core.decisions import Principal, Reject
+from wsguard.core.handshake import HandshakeContext
+from wsguard.core.upgrade import UpgradeRequest
+
+__all__ = [
+    "JWT_REASONS", "MAX_TOKEN_LENGTH", "MIN_SECRET_BYTES", "JwtAuthenticator", "JwtKey", "JwtKeys",
+    "JwtVerifier", "KeyType",
+]  # fmt: skip
+
+JWT_REASONS: Final = frozenset({
+    "malformed_token", "alg_not_allowed", "unknown_kid", "bad_signature", "missing_exp",
+    "expired", "not_yet_valid", "audience", "issuer", "missing_subject", "bad_claims",
+})  # fmt: skip
+"""Every ``audit_reason`` a JWT ``Reject`` carries (all with status 401)."""
+
+# Tokens are a few hundred bytes; the cap bounds the parsing an unauthenticated peer causes.
+MAX_TOKEN_LENGTH: Final = 8192
+# RFC 7518 §3.2: "A key of the same size as the hash output (for instance, 256 bits for
+# "HS256") or larger MUST be used". A shorter secret can be brute-forced offline from any token.
+MIN_SECRET_BYTES: Final = 32
+_MIN_RSA_BITS: Final = 2048  # NIST SP 800-131A: shorter RSA keys no longer protect signatures
+
+KeyType = Literal["oct", "RSA", "EC", "OKP"]
+PublicKey: TypeAlias = RSAPublicKey | EllipticCurvePublicKey | Ed25519PublicKey | Ed448PublicKey
+
+_HMAC_MIN_BYTES: Final[Mapping[str, int]] = {"HS256": 32, "HS384": 48, "HS512": 64}
+_RSA_ALGORITHMS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+# RFC 7518 §3.4 ties each ES algorithm to one curve; RFC 8812 §3.2 adds ES256K.
+_EC_ALGORITHMS: Final[Mapping[str, str]] = {
+    "secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512", "secp256k1": "ES256K",
+}  # fmt: skip
+_KNOWN_ALGORITHMS: Final = frozenset(
+    {*_HMAC_MIN_BYTES, *_RSA_ALGORITHMS, *_EC_ALGORITHMS.values(), "EdDSA"}
+)
+
+_SIGNATURE_ONLY: Final[Options] = {
+    "verify_signature": True, "enforce_minimum_key_length": True, "require": [],
+    "verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_aud": False,
+    "verify_iss": False, "verify_sub": False, "verify_jti": False,
+}  # fmt: skip
+
+_REJECTS: Final = {reason: Reject(401, "Unauthorized", reason) for reason in JWT_REASONS}
+_DUPLICATE_AUTHORIZATION: Final = Reject(400, "Bad Request", "duplicate_header")
+
+
+@dataclass(frozen=True, slots=True)
+class JwtKey:
+    """One verification key (build it through ``JwtKeys``).
+
+    Attributes:
+        material: the HMAC secret, or the ``cryptography`` public key.
+        key_type: the JWK key type (``oct`` for an HMAC secret).
+        algorithms: the algorithms this key may verify (by type, size, curve and JWK ``alg``).
+        kid: the JWK key id, ``None`` for a secret or PEM key.
+    """
+
+    material: bytes | PublicKey = field(repr=False)
+    key_type: KeyType
+    algorithms: frozenset[str]
+    kid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JwtKeys:
+    """The verification keys: one HMAC secret, or public keys. Build it with ``from_secret``,
+    ``from_pem`` or ``from_jwks`` from already-read material.
+
+    Raises:
+        ValueError: when there are no keys, two keys share a ``kid``, or one of several keys
+            has no ``kid`` (a token could never name it).
+    """
+
+    keys: tuple[JwtKey, ...]
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise ValueError("no verification keys")
+        kids = [key.kid for key in self.keys]
+        if len(self.keys) > 1 and None in kids:
+            raise ValueError("with several keys, every key needs a kid")
+        if len(set(kids)) != len(kids):
+            raise ValueError("two keys share a kid")
+
+    @classmethod
+    def from_secret(cls, secret: bytes) -> JwtKeys:
+        """One HMAC secret (``HS256``; also ``HS384`` from 48 bytes and ``HS512`` from 64).
+
+        Raises:
+            ValueError: when the secret is shorter than ``MIN_SECRET_BYTES`` or is a PEM/SSH
+                public key (which is public, so anyone could sign with it).
+        """
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"the HMAC secret is {len(secret)} bytes long; at least {MIN_SECRET_BYTES} are"
+                " required (RFC 7518 §3.2): a shorter one can be brute-forced from any token"
+            )
+        try:
+            HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(secret)
+        except jwt.InvalidKeyError:
+            raise ValueError("the HMAC secret is a public key, which anyone can read") from None
+        algorithms = frozenset(alg for alg, size in _HMAC_MIN_BYTES.items() if len(secret) >= size)
+        return cls((JwtKey(secret, "oct", algorithms),))
+
+    @classmethod
+    def from_pem(cls, pem: bytes) -> JwtKeys:
+        """One public key (RSA, EC, Ed25519, Ed448) from a PEM public key or certificate.
+
+        Raises:
+            ValueError: when ``pem`` is not one public key or certificate, or the key is weak.
+        """
+        blocks = pem.count(b"-----BEGIN ")
+        if blocks != 1:
+            raise ValueError(f"expected one PEM block, found {blocks} (several keys: use a JWKS)")
+        if b"PRIVATE KEY-----" in pem:
+            raise ValueError("holds a private key: give the server only the public key")
+        try:
+            if b"-----BEGIN CERTIFICATE-----" in pem:
+                public_key: object = x509.load_pem_x509_certificate(pem).public_key()
+            else:
+                public_key = load_pem_public_key(pem)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise ValueError("not a valid PEM public key or certificate") from None
+        return cls((_public_key(public_key, None, None),))
+
+    @classmethod
+    def from_jwks(cls, jwks: Mapping[str, Any]) -> JwtKeys:
+        """The signature keys of a JWKS (RFC 7517 §5), each restricted to its ``alg`` if given;
+        keys with ``"use": "enc"`` are skipped.
+
+        Raises:
+            ValueError: when the JWKS is malformed, holds a symmetric or private key, or any
+                signature key is unusable (not skipped: that would hide a typo).
+        """
+        entries = jwks.get("keys") if isinstance(jwks, Mapping) else None
+        if not isinstance(entries, list) or not entries:
+            raise ValueError('a JWKS must be an object with a non-empty "keys" list')
+        keys: list[JwtKey] = []
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, Mapping):
+                raise ValueError(f"keys[{index}] is not an object")
+            if entry.get("use", "sig") != "sig":
+                continue
+            keys.append(_jwk(index, entry))
+        if not keys:
+            raise ValueError('the JWKS has no signature keys (all are "use": "enc")')
+        return cls(tuple(keys))
+
+    def select(self, kid: object) -> JwtKey | None:
+        """The key a token's ``kid`` names; else the only key, if the token names none or the
+        key has no kid (a secret or PEM key)."""
+        for key in self.keys:
+            if kid is not None and key.kid == kid:
+                return key
+        if len(self.keys) == 1 and (kid is None or self.keys[0].kid is None):
+            return self.keys[0]
+        return None
+
+
+def _jwk(index: int, entry: Mapping[str, Any]) -> JwtKey:
+    where = f"keys[{index}]"
+    if entry.get("kty") == "oct":
+        raise ValueError(f"{where} is a symmetric key (oct): use auth.jwt.secret_env for it")
+    if "d" in entry:
+        raise ValueError(f"{where} is a private key: give the server only the public key")
+    kid = entry.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise ValueError(f"{where}: kid must be a string")
+    alg = entry.get("alg")
+    if alg is not None and (not isinstance(alg, str) or alg not in _KNOWN_ALGORITHMS):
+        raise ValueError(f"{where}: unsupported alg {alg!r}")
+    try:
+        public_key = jwt.PyJWK(dict(entry)).key
+    except jwt.PyJWTError as exc:
+        raise ValueError(f"{where} is not a usable public key ({type(exc).__name__})") from None
+    return _public_key(public_key, kid, alg)
+
+
+def _public_key(public_key: object, kid: str | None, alg: str | None) -> JwtKey:
+    key_type: KeyType
+    if isinstance(public_key, RSAPublicKey):
+        if public_key.key_size < _MIN_RSA_BITS:
+            raise ValueError(f"RSA key of {public_key.key_size} bits: at least 2048 are required")
+        key_type, algorithms = "RSA", _RSA_ALGORITHMS
+    elif isinstance(public_key, EllipticCurvePublicKey):
+        curve_alg = _EC_ALGORITHMS.get(public_key.curve.name)
+        if curve_alg is None:
+            raise ValueError(f"unsupported EC curve {public_key.curve.name}")
+        key_type, algorithms = "EC", frozenset({curve_alg})
+    elif isinstance(public_key, Ed25519PublicKey | Ed448PublicKey):
+        key_type, algorithms = "OKP", frozenset({"EdDSA"})
+    else:
+        raise ValueError(f"unsupported key type {type(public_key).__name__}")
+    if alg is not None:
+        if alg not in algorithms:
+            raise ValueError(f"alg {alg} cannot be used with this {key_type} key")
+        algorithms = frozenset({alg})
+    return JwtKey(public_key, key_type, algorithms, kid)
+
+
+class JwtVerifier:
+    """Verifies a JWT against the keys and the configured claims.
+
+    Args:
+        keys: the verification keys.
+        algorithms: ``auth.jwt.algorithms``; a key verifies only those its type permits.
+        audience: ``auth.jwt.audience``; when ``None``, tokens carrying ``aud`` are refused.
+        issuer: ``auth.jwt.issuer``; when set, ``iss`` must equal it.
+        leeway: seconds of clock skew tolerated on ``exp`` and ``nbf``.
+
+    Raises:
+        ValueError: when an algorithm is ``none`` or unknown, ``leeway`` is negative or not
+            finite, or no key can verify any of the configured algorithms.
+    """
+
+    __slots__ = ("_algorithms", "_audience", "_issuer", "_keys", "_leeway")
+
+    def __init__(
+        self,
+        keys: JwtKeys,
+        algorithms: Sequence[str],
+        audience: str | None = None,
+        issuer: str | None = None,
+        leeway: float = 0.0,
+    ) -> None:
+        for algorithm in algorithms:
+            if algorithm.lower() == "none":
+                raise ValueError('the "none" algorithm is never allowed: it accepts forgeries')
+            if algorithm not in _KNOWN_ALGORITHMS:
+                raise ValueError(f"unknown JWT algorithm {algorithm!r}")
+        if not (math.isfinite(leeway) and leeway >= 0):
+            raise ValueError("leeway must be a finite number of seconds >= 0")
+        permitted = frozenset().union(*(key.algorithms for key in keys.keys))
+        self._algorithms = frozenset(algorithms) & permitted
+        if not self._algorithms:
+            raise ValueError(
+                f"no key can verify {', '.join(algorithms) or 'no algorithm'}; the keys permit"
+                f" {', '.join(sorted(permitted))}"
+            )
+        self._keys = keys
+        self._audience = audience
+        self._issuer = issuer
+        self._leeway = float(leeway)
+
+    def verify(self, token: str, now: float) -> Principal | Reject:
+        """``Principal(sub, "jwt", roles, channels, expires_at=exp)`` for a valid ``token`` at
+        ``now``, else a 401 ``Reject`` with a reason in ``JWT_REASONS``. Never raises."""
+        # A compact JWS is ASCII; checking the length first bounds everything after it.
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+            return _REJECTS["malformed_token"]
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            return _REJECTS["malformed_token"]
+        # The header is unauthenticated: it only selects among what we already allow
+        # (RFC 8725 §3.1), it never widens it.
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            return _REJECTS["alg_not_allowed"]
+        key = self._keys.select(header.get("kid"))
+        if key is None:
+            return _REJECTS["unknown_kid"]
+        if alg not in key.algorithms:
+            return _REJECTS["alg_not_allowed"]
+        try:
+            claims = jwt.decode(token, key.material, algorithms=[alg], options=_SIGNATURE_ONLY)
+        except jwt.InvalidSignatureError:
+            return _REJECTS["bad_signature"]
+        except jwt.PyJWTError:
+            return _REJECTS["malformed_token"]
+        return self._principal(claims, now)
+
+    def _principal(self, claims: dict[str, Any], now: float) -> Principal | Reject:
+        # RFC 7519 §4.1.4: the token "MUST NOT be accepted for processing" at or after exp.
+        if claims.get("exp") is None:
+            return _REJECTS["missing_exp"]
+        expires_at = _numeric_date(claims["exp"])
+        if expires_at is None:
+            return _REJECTS["bad_claims"]
+        if expires_at + self._leeway <= now:
+            return _REJECTS["expired"]
+        # RFC 7519 §4.1.5: nor before nbf.
+        if claims.get("nbf") is not None:
+            not_before = _numeric_date(claims["nbf"])
+            if not_before is None:
+                return _REJECTS["bad_claims"]
+            if not_before - self._leeway > now:
+                return _REJECTS["not_yet_valid"]
+        reject = self._check_audience(claims.get("aud"))
+        if reject is not None:
+            return reject
+        if self._issuer is not None and claims.get("iss") != self._issuer:
+            return _REJECTS["issuer"]
+        subject = claims.get("sub")
+        # Control characters in a user id would forge lines in the logs that print it.
+        if not (isinstance(subject, str) and 0 < len(subject) <= 255 and subject.isprintable()):
+            return _REJECTS["missing_subject"]
+        roles = _string_set(claims.get("roles"))
+        channels = _string_set(claims.get("channels"))
+        if roles is None or channels is None:
+            return _REJECTS["bad_claims"]
+        issued_at = _numeric_date(claims["iat"]) if claims.get("iat") is not None else None
+        return Principal(subject, "jwt", roles, channels, expires_at, issued_at)
+
+    def _check_audience(self, aud: object) -> Reject | None:
+        if aud is None:
+            return None if self._audience is None else _REJECTS["audience"]
+        audiences = [aud] if isinstance(aud, str) else aud
+        if not (isinstance(audiences, list) and all(isinstance(a, str) for a in audiences)):
+            return _REJECTS["bad_claims"]
+        # RFC 7519 §4.1.3: a recipient that does not identify itself with a value in a present
+        # "aud" claim MUST reject the token -- also when no audience is configured.
+        if self._audience is None or self._audience not in audiences:
+            return _REJECTS["audience"]
+        return None
+
+
+def _numeric_date(value: object) -> float | None:
+    """A NumericDate (RFC 7519 §2) as finite float seconds, or ``None`` when it is not one."""
+    # bool is an int to Python, not to JSON; NaN and Infinity are accepted by Python's json
+    # parser and would make every comparison false (a token that never expires).
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
+def _string_set(value: object) -> frozenset[str] | None:
+    """A list-of-strings claim as a set (absent: empty), or ``None`` when it is not one."""
+    if value is None:
+        return frozenset()
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return frozenset(value)
+    return None
+
+
+class JwtAuthenticator:
+    """The ``jwt`` method at the handshake: a token in ``Authorization: Bearer`` (RFC 6750 §2.1).
+
+    Never reads a token from the query string: URLs end up in proxy and access logs. The
+    first-message flow (``{"op": "auth", "token": ...}``) calls ``JwtVerifier.verify`` directly.
+    """
+
+    __slots__ = ("_verifier",)
+
+    def __init__(self, verifier: JwtVerifier) -> None:
+        self._verifier = verifier
+
+    @property
+    def name(self) -> str:
+        return "jwt"
+
+    def authenticate(
+        self, request: UpgradeRequest, ctx: HandshakeContext, now: float
+    ) -> Principal | Reject | None:
+        """The bearer token's principal, a ``Reject``, or ``None`` without a Bearer header. Two
+        ``Authorization`` fields are a 400: a proxy and this server could each pick another."""
+        values = request.headers.get_all("Authorization")
+        if not values:
+            return None
+        if len(values) > 1:
+            return _DUPLICATE_AUTHORIZATION
+        scheme, _, credentials = values[0].strip(" \t").partition(" ")
+        # RFC 9110 §11.1: the auth scheme is case-insensitive.
+        if not (scheme.isascii() and scheme.lower() == "bearer"):
+            return None
+        return self._verifier.verify(credentials.strip(" \t"), now)

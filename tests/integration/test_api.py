@@ -1,0 +1,395 @@
+"""The internal API: a real aiohttp listener on 127.0.0.1, a real aiohttp client."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import orjson
+import pytest
+
+from wsguard.audit import AuditLog
+from wsguard.exceptions import ConfigError
+from wsguard.server.api import MAX_BODY_BYTES, ApiServer
+from wsguard.testing import loopback_settings
+from wsguard.tickets import mint
+
+if TYPE_CHECKING:
+    from conftest import AuditRecorder
+
+pytestmark = pytest.mark.integration
+
+KEY = secrets.token_urlsafe(48)
+ENV = {"WSGUARD_API_KEY": KEY}
+TICKET_SECRET = secrets.token_bytes(32)
+ORIGIN = "https://app.example.com"
+UNAUTHORIZED = {
+    "ok": False,
+    "error": {"code": 401, "reason": "unauthorized", "message": "a valid API key is required"},
+}
+
+
+class RecordingControl:
+    """Our own ``ApiControl`` interface, recorded; tickets come from the real ``mint``."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.sockets = {"alice": 3}
+
+    def mint_ticket(
+        self,
+        user: str,
+        origin: str,
+        ttl: float | None,
+        roles: Sequence[str],
+        channels: Sequence[str],
+    ) -> str:
+        self.calls.append(("mint_ticket", user, origin, ttl, list(roles), list(channels)))
+        return mint(
+            user, origin, ttl=ttl or 30.0, roles=roles, channels=channels, secret=TICKET_SECRET
+        )
+
+    def revoke(self, user: str) -> int:
+        self.calls.append(("revoke", user))
+        return self.sockets.get(user, 0)
+
+    def disconnect(self, user: str, code: int) -> int:
+        self.calls.append(("disconnect", user, code))
+        return self.sockets.get(user, 0)
+
+
+class Api:
+    def __init__(self, server: ApiServer, http: aiohttp.ClientSession) -> None:
+        self.base = f"http://127.0.0.1:{server.port}"
+        self.http = http
+
+    async def call(
+        self, method: str, path: str, body: Any = None, *, key: str | None = KEY, **kwargs: Any
+    ) -> tuple[int, Any, aiohttp.ClientResponse]:
+        headers = dict(kwargs.pop("headers", {}))
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        if body is not None:
+            kwargs["data"] = body if isinstance(body, bytes) else orjson.dumps(body)
+            headers.setdefault("Content-Type", "application/json")
+        async with self.http.request(method, self.base + path, headers=headers, **kwargs) as resp:
+            raw = await resp.read()
+            # Every response, whatever its status: no version banner, never cached.
+            assert "Server" not in resp.headers
+            assert resp.headers["Cache-Control"] == "no-store"
+            assert resp.headers["Content-Type"] == "application/json"
+            return resp.status, orjson.loads(raw), resp
+
+
+def bad_request(message: str) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": 400, "reason": "bad_request", "message": message}}
+
+
+@pytest.fixture
+def control() -> RecordingControl:
+    return RecordingControl()
+
+
+@pytest.fixture
+async def api(control: RecordingControl, audit: AuditRecorder) -> AsyncIterator[Api]:
+    logger = logging.Logger("api-audit-test")
+    logger.addHandler(audit)
+    settings = loopback_settings(api={"port": 0})
+    server = ApiServer(settings, control, env=ENV, audit=AuditLog(logger=logger))
+    async with server, aiohttp.ClientSession() as http:
+        yield Api(server, http)
+
+
+async def test_missing_key_fails_start_naming_the_field_and_variable() -> None:
+    server = ApiServer(loopback_settings(api={"port": 0}), RecordingControl(), env={})
+    with pytest.raises(ConfigError) as info:
+        await server.start()
+    assert info.value.field == "api.key_env"
+    assert "WSGUARD_API_KEY" in info.value.problem
+
+
+async def test_short_key_fails_start_without_echoing_its_value() -> None:
+    short = "s3cr3t-but-only-31-characters.."
+    env = {"MY_KEY": short}
+    server = ApiServer(
+        loopback_settings(api={"port": 0, "key_env": "MY_KEY"}), RecordingControl(), env=env
+    )
+    with pytest.raises(ConfigError) as info:
+        await server.start()
+    assert info.value.field == "api.key_env"
+    assert "MY_KEY" in str(info.value)
+    assert short not in str(info.value)
+
+
+async def test_unbindable_non_loopback_host_warns_then_fails_naming_api_port(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="wsguard")
+    # 192.0.2.1 is TEST-NET-1 (RFC 5737): never assigned to this machine, so it cannot bind.
+    settings = loopback_settings(api={"host": "192.0.2.1", "port": 0})
+    with pytest.raises(ConfigError) as info:
+        await ApiServer(settings, RecordingControl(), env=ENV).start()
+    assert info.value.field == "api.port"
+    assert "192.0.2.1, which is not loopback" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": f"Bearer {secrets.token_urlsafe(48)}"},
+        {"Authorization": f"Bearer {KEY[:-1]}"},
+        {"Authorization": f"Bearer {KEY[:8]}"},
+        {"Authorization": f"Bearer {KEY}x"},
+        {"Authorization": f"Basic {KEY}"},
+        {"Authorization": KEY},
+    ],
+    ids=["none", "wrong", "all-but-last", "short-prefix", "extended", "basic", "no-scheme"],
+)
+async def test_request_without_the_right_key_is_401_and_reaches_nothing(
+    api: Api, control: RecordingControl, headers: dict[str, str]
+) -> None:
+    body = {"user": "alice", "origin": ORIGIN}
+    status, reply, resp = await api.call("POST", "/api/tickets", body, key=None, headers=headers)
+    assert (status, reply) == (401, UNAUTHORIZED)
+    assert resp.headers["WWW-Authenticate"] == "Bearer"
+    assert control.calls == []
+
+
+async def test_unknown_path_without_key_is_401_not_404(api: Api) -> None:
+    status, reply, _ = await api.call("GET", "/api/nothing-here", key=None)
+    assert (status, reply) == (401, UNAUTHORIZED)
+
+
+async def test_ticket_is_minted_with_the_given_arguments(
+    api: Api, control: RecordingControl
+) -> None:
+    body = {"user": "alice", "origin": ORIGIN, "ttl": 60, "roles": ["r"], "channels": ["c.1"]}
+    status, reply, _ = await api.call("POST", "/api/tickets", body)
+    assert status == 200
+    assert control.calls == [("mint_ticket", "alice", ORIGIN, 60, ["r"], ["c.1"])]
+    assert reply == {"ok": True, "result": {"ticket": reply["result"]["ticket"], "expires_in": 60}}
+    assert reply["result"]["ticket"].count(".") == 1
+
+
+async def test_ticket_without_ttl_uses_the_configured_default(
+    api: Api, control: RecordingControl
+) -> None:
+    status, reply, _ = await api.call("POST", "/api/tickets", {"user": "bob", "origin": ORIGIN})
+    assert status == 200
+    assert control.calls == [("mint_ticket", "bob", ORIGIN, None, [], [])]
+    assert reply["result"]["expires_in"] == 30.0
+
+
+@pytest.mark.parametrize("ttl", [0, -1, 301, 300.5, "30", True, None, [30]])
+async def test_ticket_ttl_out_of_range_or_not_a_number_is_400(
+    api: Api, control: RecordingControl, ttl: Any
+) -> None:
+    body = {"user": "alice", "origin": ORIGIN, "ttl": ttl}
+    if ttl is None:
+        body["ttl"] = None  # explicit null is "absent": the default applies
+        status, _, _ = await api.call("POST", "/api/tickets", body)
+        assert status == 200
+        return
+    status, reply, _ = await api.call("POST", "/api/tickets", body)
+    assert (status, reply) == (400, bad_request("ttl: must be a number of seconds, 0 < ttl <= 300"))
+    assert control.calls == []
+
+
+async def test_ticket_ttl_of_exactly_300_is_accepted(api: Api) -> None:
+    body = {"user": "alice", "origin": ORIGIN, "ttl": 300}
+    status, reply, _ = await api.call("POST", "/api/tickets", body)
+    assert (status, reply["result"]["expires_in"]) == (200, 300)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"origin": ORIGIN}, "user: must be a non-empty string of at most 255 characters"),
+        (
+            {"user": "", "origin": ORIGIN},
+            "user: must be a non-empty string of at most 255 characters",
+        ),
+        (
+            {"user": 7, "origin": ORIGIN},
+            "user: must be a non-empty string of at most 255 characters",
+        ),
+        (
+            {"user": "u" * 256, "origin": ORIGIN},
+            "user: must be a non-empty string of at most 255 characters",
+        ),
+        ({"user": "alice"}, "origin: must be a non-empty string of at most 255 characters"),
+        ({"user": "alice", "origin": ORIGIN, "roles": "admin"}, "roles: must be a list of strings"),
+        (
+            {"user": "alice", "origin": ORIGIN, "channels": [1]},
+            "channels: must be a list of strings",
+        ),
+        (
+            {"user": "alice", "origin": ORIGIN, "admin": True},
+            "body: unknown field; allowed: channels, origin, roles, ttl, user",
+        ),
+        (["alice"], "body: must be a JSON object"),
+    ],
+    ids=[
+        "no-user",
+        "empty-user",
+        "int-user",
+        "long-user",
+        "no-origin",
+        "roles-str",
+        "channels-int",
+        "unknown-field",
+        "array",
+    ],
+)
+async def test_ticket_with_a_bad_field_is_400_naming_it(
+    api: Api, control: RecordingControl, body: Any, message: str
+) -> None:
+    status, reply, _ = await api.call("POST", "/api/tickets", body)
+    assert (status, reply) == (400, bad_request(message))
+    assert control.calls == []
+
+
+async def test_ticket_with_malformed_origin_is_400_from_the_minter(
+    api: Api, control: RecordingControl
+) -> None:
+    body = {"user": "alice", "origin": "javascript:alert(1)"}
+    status, reply, _ = await api.call("POST", "/api/tickets", body)
+    expected = "origin: must be scheme://host[:port], e.g. https://app.example.com"
+    assert (status, reply) == (400, bad_request(expected))
+    assert len(control.calls) == 1  # the real minter raised ValueError; its text is not echoed
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"", b'{"user": "alice",}', b"\xff\xfe"])
+async def test_invalid_json_is_400(api: Api, control: RecordingControl, raw: bytes) -> None:
+    status, reply, _ = await api.call("POST", "/api/revoke", raw)
+    assert (status, reply) == (400, bad_request("body: must be valid JSON"))
+    assert control.calls == []
+
+
+def padded_body(size: int) -> bytes:
+    """A valid tickets body of exactly ``size`` bytes."""
+    prefix = b'{"user":"alice","origin":"' + ORIGIN.encode() + b'","roles":["'
+    suffix = b'"]}'
+    return prefix + b"r" * (size - len(prefix) - len(suffix)) + suffix
+
+
+TOO_LARGE = {
+    "ok": False,
+    "error": {"code": 413, "reason": "too_large", "message": "the body exceeds 65536 bytes"},
+}
+
+
+async def test_body_of_exactly_64_kib_is_accepted(api: Api) -> None:
+    status, _, _ = await api.call("POST", "/api/tickets", padded_body(MAX_BODY_BYTES))
+    assert status == 200
+
+
+async def test_body_over_64_kib_is_413(api: Api, control: RecordingControl) -> None:
+    status, reply, _ = await api.call("POST", "/api/tickets", padded_body(MAX_BODY_BYTES + 1))
+    assert (status, reply) == (413, TOO_LARGE)
+    assert control.calls == []
+
+
+async def test_chunked_body_over_64_kib_is_413(api: Api, control: RecordingControl) -> None:
+    body = padded_body(4 * MAX_BODY_BYTES)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 8192):
+            yield body[start : start + 8192]
+
+    status, reply, _ = await api.call("POST", "/api/tickets", None, data=chunks())
+    assert (status, reply) == (413, TOO_LARGE)
+    assert control.calls == []
+
+
+async def test_revoke_returns_how_many_sockets_were_closed(
+    api: Api, control: RecordingControl
+) -> None:
+    status, reply, _ = await api.call("POST", "/api/revoke", {"user": "alice"})
+    assert (status, reply) == (200, {"ok": True, "result": {"closed": 3}})
+    status, reply, _ = await api.call("POST", "/api/revoke", {"user": "nobody"})
+    assert (status, reply) == (200, {"ok": True, "result": {"closed": 0}})
+    assert control.calls == [("revoke", "alice"), ("revoke", "nobody")]
+
+
+async def test_disconnect_defaults_to_4503(api: Api, control: RecordingControl) -> None:
+    status, reply, _ = await api.call("POST", "/api/disconnect", {"user": "alice"})
+    assert (status, reply) == (200, {"ok": True, "result": {"closed": 3}})
+    assert control.calls == [("disconnect", "alice", 4503)]
+
+
+async def test_disconnect_passes_an_application_code(api: Api, control: RecordingControl) -> None:
+    status, _, _ = await api.call("POST", "/api/disconnect", {"user": "alice", "code": 4000})
+    assert status == 200
+    assert control.calls == [("disconnect", "alice", 4000)]
+
+
+@pytest.mark.parametrize("code", [1000, 3999, 5000, "4503", 4503.0, True, None])
+async def test_disconnect_code_outside_4000_4999_is_400(
+    api: Api, control: RecordingControl, code: Any
+) -> None:
+    body = {"user": "alice", "code": code}
+    status, reply, _ = await api.call("POST", "/api/disconnect", body)
+    assert (status, reply) == (400, bad_request("code: must be an integer from 4000 to 4999"))
+    assert control.calls == []
+
+
+@pytest.mark.parametrize("path", ["/api/tickets", "/api/revoke", "/api/disconnect"])
+async def test_get_on_an_endpoint_is_405(api: Api, control: RecordingControl, path: str) -> None:
+    status, reply, resp = await api.call("GET", path)
+    error = {"code": 405, "reason": "method_not_allowed", "message": "use POST"}
+    assert (status, reply) == (405, {"ok": False, "error": error})
+    assert resp.headers["Allow"] == "POST"
+    assert control.calls == []
+
+
+@pytest.mark.parametrize("path", ["/api/nothing", "/", "/api/tickets/", "/metrics"])
+async def test_unknown_path_is_404(api: Api, path: str) -> None:
+    status, reply, _ = await api.call("POST", path, {"user": "alice"})
+    error = {"code": 404, "reason": "not_found", "message": "no such endpoint"}
+    assert (status, reply) == (404, {"ok": False, "error": error})
+
+
+async def test_healthz_needs_no_key(api: Api) -> None:
+    status, reply, _ = await api.call("GET", "/healthz", key=None)
+    assert (status, reply) == (200, {"status": "ok"})
+
+
+async def test_every_call_is_audited_without_ticket_or_key(api: Api, audit: AuditRecorder) -> None:
+    _, reply, _ = await api.call("POST", "/api/tickets", {"user": "alice", "origin": ORIGIN})
+    await api.call("POST", "/api/revoke", {"user": "alice"}, key="wrong")
+    await api.call("GET", "/nope")
+    await api.call("GET", "/healthz")
+    calls = [{k: e.get(k) for k in ("event", "endpoint", "status", "user")} for e in audit.events]
+    assert calls == [
+        {"event": "api_call", "endpoint": "/api/tickets", "status": 200, "user": "alice"},
+        {"event": "api_call", "endpoint": "/api/revoke", "status": 401, "user": None},
+        {"event": "api_call", "endpoint": "unknown", "status": 404, "user": None},
+    ]
+    for line in audit.lines:
+        assert reply["result"]["ticket"] not in line
+        assert KEY not in line
+
+
+async def test_key_and_ticket_never_reach_the_logs(
+    control: RecordingControl, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="wsguard")
+    caplog.set_level(logging.DEBUG, logger="aiohttp")
+    settings = loopback_settings(api={"port": 0})
+    body = {"user": "alice", "origin": ORIGIN, "roles": ["body-marker"]}
+    async with ApiServer(settings, control, env=ENV) as server, aiohttp.ClientSession() as http:
+        api = Api(server, http)
+        _, reply, _ = await api.call("POST", "/api/tickets", body)
+        await api.call("POST", "/api/tickets", body, key=KEY[:-1])
+        await api.call("POST", "/api/tickets", b"{broken")
+    ticket = reply["result"]["ticket"]
+    # The logs were captured (the default audit log is under "wsguard")...
+    assert '"event":"api_call"' in caplog.text
+    # ...and hold neither secrets nor bodies.
+    for secret in (KEY, KEY[:-1], ticket, "body-marker", "{broken"):
+        assert secret not in caplog.text

@@ -1,0 +1,65 @@
+"""The internal API driving a real server: tickets it mints open one socket once; a revoke
+closes the user's sockets with 4403 within a second."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+
+from support.rawws import RawClient, handshake_bytes
+from wsguard.server.api import ApiServer
+from wsguard.testing import loopback_settings
+
+pytestmark = pytest.mark.integration
+
+API_KEY = "k" * 40
+ENV = {"WSGUARD_TICKET_SECRET": "t" * 48, "WSGUARD_API_KEY": API_KEY}
+
+
+async def open_with_ticket(port: int, ticket: str) -> tuple[int, RawClient]:
+    client = await RawClient.connect(port)
+    await client.send(handshake_bytes(port, path=f"/ws?ticket={ticket}"))
+    return (await client.read_response()).status, client
+
+
+async def test_api_ticket_opens_once_and_api_revoke_closes_4403(start_server):
+    settings = loopback_settings(auth={"required": True, "methods": ("ticket",)}, api={"port": 0})
+    server = await start_server(settings=settings, env=ENV)
+    origin = f"http://127.0.0.1:{server.port}"
+    async with (
+        ApiServer(settings, server, env=ENV) as api,
+        aiohttp.ClientSession(
+            base_url=f"http://127.0.0.1:{api.port}",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        ) as http,
+    ):
+        tickets = []
+        for _ in range(2):
+            async with http.post("/api/tickets", json={"user": "alice", "origin": origin}) as r:
+                assert r.status == 200
+                tickets.append((await r.json())["result"]["ticket"])
+        sockets = []
+        for ticket in tickets:
+            status, client = await open_with_ticket(server.port, ticket)
+            assert status == 101
+            sockets.append(client)
+        status, _ = await open_with_ticket(server.port, tickets[0])
+        assert status == 401  # replayed
+
+        started = time.monotonic()
+        async with http.post("/api/revoke", json={"user": "alice"}) as r:
+            assert r.status == 200
+            assert await r.json() == {"ok": True, "result": {"closed": 2}}
+        codes = await asyncio.gather(*(c.read_until_close(timeout=1) for c in sockets))
+        assert codes == [4403, 4403]
+        assert time.monotonic() - started < 1.0
+
+        # A ticket minted after the revocation works again (the user logged in anew).
+        await asyncio.sleep(0.01)
+        async with http.post("/api/tickets", json={"user": "alice", "origin": origin}) as r:
+            fresh = (await r.json())["result"]["ticket"]
+        status, _ = await open_with_ticket(server.port, fresh)
+        assert status == 101
