@@ -126,6 +126,7 @@ class WsConnection(asyncio.Protocol):
         "_parts",
         "_peer",
         "_pending",
+        "_processing",
         "_proto",
         "_session",
         "_state",
@@ -156,6 +157,7 @@ class WsConnection(asyncio.Protocol):
         self._next_ping = 0.0
         self._close_code: int | None = None
         self._answered = False
+        self._processing = False
         self._pending: tuple[Request, UpgradeRequest] | None = None
         self._backlog: list[Frame] = []
         self._auth_deadline: float | None = None
@@ -274,12 +276,14 @@ class WsConnection(asyncio.Protocol):
     def send_text(self, data: bytes) -> None:
         if self._proto.state is State.OPEN:
             self._proto.send_text(data)
-            self._flush()
+            if not self._processing:
+                self._flush()
 
     def send_binary(self, data: bytes) -> None:
         if self._proto.state is State.OPEN:
             self._proto.send_binary(data)
-            self._flush()
+            if not self._processing:
+                self._flush()
 
     def close(self, code: int, reason: str) -> None:
         if self._proto.state is State.OPEN:
@@ -302,6 +306,16 @@ class WsConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ internals
 
     def _process(self) -> None:
+        # Replies produced while handling one read are written together, once, at the end:
+        # one transport.write per read instead of one per message.
+        self._processing = True
+        try:
+            self._handle_events()
+        finally:
+            self._processing = False
+        self._flush()
+
+    def _handle_events(self) -> None:
         proto = self._proto
         for event in proto.events_received():
             if isinstance(event, Frame):
@@ -327,8 +341,6 @@ class WsConnection(asyncio.Protocol):
                 self._write(chunk)
             status = next(int(c[9:12]) for c in writes if c[:5] == b"HTTP/")
             self._audit_reject(None, responses.generic_reject(status, "request_too_large"))
-            return
-        self._flush()
 
     def _on_request(self, request: Request) -> None:
         # Every path below answers the request itself.
