@@ -34,10 +34,46 @@ from wsguard.config_rules import insecure_switches, is_loopback_host, validate
 from wsguard.exceptions import ConfigError
 from wsguard.settings import Settings
 
-__all__ = ["insecure_switches", "is_loopback_host", "load_settings", "render_settings"]
+__all__ = [
+    "insecure_switches",
+    "is_loopback_host",
+    "load_settings",
+    "read_secret",
+    "render_settings",
+]
 
 # Fields that hold the *name* of an environment variable carrying a secret.
-SECRET_NAME_FIELDS = ("auth.jwt.secret_env", "auth.ticket.secret_env", "api.key_env")
+SECRET_NAME_FIELDS = (
+    "auth.jwt.secret_env",
+    "auth.ticket.secret_env",
+    "auth.cookie.secret_env",
+    "api.key_env",
+)
+MIN_SECRET_BYTES = 32
+
+
+def read_secret(
+    field: str, name: str, env: Mapping[str, str], min_bytes: int = MIN_SECRET_BYTES
+) -> bytes:
+    """Read the secret held by the environment variable ``name`` (which ``field`` names).
+
+    Raises:
+        ConfigError: naming ``field`` and the variable — never its value — when the variable
+            is unset or holds fewer than ``min_bytes`` bytes (a short key can be brute-forced
+            offline from any one ticket, cookie or request it signs).
+    """
+    value = env.get(name)
+    if value is None:
+        raise ConfigError(field, f"environment variable {name} is not set")
+    secret = value.encode("utf-8")
+    if len(secret) < min_bytes:
+        raise ConfigError(
+            field,
+            f"environment variable {name} must hold at least {min_bytes} bytes"
+            " (generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')",
+        )
+    return secret
+
 
 Raw = dict[str, object]  # dotted field path -> raw value, before typing
 

@@ -38,41 +38,21 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 
+from wsguard.config import read_secret
 from wsguard.core.auth import cookie as _cookie
-from wsguard.core.auth.ticket import MIN_SECRET_BYTES
-from wsguard.exceptions import ConfigError
 from wsguard.settings import CookieConfig
 
 __all__ = ["cookie_secret", "csrf_nonce", "issue_session"]
 
 
 def cookie_secret(config: CookieConfig, env: Mapping[str, str]) -> bytes:
-    """Read the cookie secret from the environment variable ``config.secret_env`` names.
-
-    Args:
-        config: the ``[auth.cookie]`` section.
-        env: the environment (``os.environ``).
-
-    Returns:
-        The secret, UTF-8 encoded.
+    """The cookie secret, from the environment variable ``config.secret_env`` names.
 
     Raises:
-        ConfigError: naming ``auth.cookie.secret_env`` (and the variable, never its value)
-            when the variable is unset or shorter than 32 bytes.
+        ConfigError: naming ``auth.cookie.secret_env`` when it is unset or shorter than 32
+            bytes.
     """
-    name = config.secret_env
-    value = env.get(name)
-    if value is None:
-        raise ConfigError("auth.cookie.secret_env", f"environment variable {name} is not set")
-    secret = value.encode("utf-8")
-    if len(secret) < MIN_SECRET_BYTES:
-        # A short key lets anyone holding one cookie brute-force it offline and forge sessions.
-        raise ConfigError(
-            "auth.cookie.secret_env",
-            f"environment variable {name} must hold at least {MIN_SECRET_BYTES} bytes"
-            " (generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')",
-        )
-    return secret
+    return read_secret("auth.cookie.secret_env", config.secret_env, env)
 
 
 def issue_session(

@@ -33,40 +33,21 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 
-from wsguard.core.auth.ticket import MIN_SECRET_BYTES, encode_ticket
-from wsguard.exceptions import ConfigError
+from wsguard.config import read_secret
+from wsguard.core.auth.ticket import encode_ticket
 from wsguard.settings import TicketConfig
 
 __all__ = ["mint", "ticket_secret"]
 
 
 def ticket_secret(config: TicketConfig, env: Mapping[str, str]) -> bytes:
-    """Read the ticket secret from the environment variable ``config.secret_env`` names.
-
-    Args:
-        config: the ``[auth.ticket]`` section.
-        env: the environment (``os.environ``).
-
-    Returns:
-        The secret, UTF-8 encoded.
+    """The ticket secret, from the environment variable ``config.secret_env`` names.
 
     Raises:
-        ConfigError: naming ``auth.ticket.secret_env`` (and the variable, never its value)
-            when the variable is unset or shorter than 32 bytes.
+        ConfigError: naming ``auth.ticket.secret_env`` when it is unset or shorter than 32
+            bytes.
     """
-    name = config.secret_env
-    value = env.get(name)
-    if value is None:
-        raise ConfigError("auth.ticket.secret_env", f"environment variable {name} is not set")
-    secret = value.encode("utf-8")
-    if len(secret) < MIN_SECRET_BYTES:
-        # A short HMAC key can be brute-forced offline from any one ticket.
-        raise ConfigError(
-            "auth.ticket.secret_env",
-            f"environment variable {name} must hold at least {MIN_SECRET_BYTES} bytes"
-            " (generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')",
-        )
-    return secret
+    return read_secret("auth.ticket.secret_env", config.secret_env, env)
 
 
 def mint(

@@ -403,6 +403,12 @@ def test_port_zero_means_pick_a_free_port():
     assert (settings.server.port, settings.api.port) == (0, 65535)
 
 
+def test_more_than_one_worker_is_refused_until_a_shared_broker_exists():
+    assert override_error("server.workers=2") == (
+        "server.workers: more than one worker needs the Redis broker, not available yet"
+    )
+
+
 def test_workers_must_be_at_least_one():
     assert override_error("server.workers=0") == (
         "server.workers: must be a positive integer, got 0"
@@ -799,7 +805,7 @@ def test_render_round_trips_non_default_settings(tmp_path: Path, pem_files: tupl
             tls_key=key,
             tls_client_ca=ca,
             tls_client_auth="required",
-            workers=3,
+            workers=1,
         ),
         origins=OriginsConfig(
             allowed_hosts=("app.example.com",),
@@ -853,6 +859,7 @@ def test_public_api_is_curated():
         "insecure_switches",
         "is_loopback_host",
         "load_settings",
+        "read_secret",
         "render_settings",
     ]
 

@@ -26,7 +26,7 @@ import orjson
 from aiohttp import hdrs, web
 
 from wsguard.audit import AuditLog
-from wsguard.config import is_loopback_host
+from wsguard.config import is_loopback_host, read_secret
 from wsguard.exceptions import ConfigError
 from wsguard.settings import Settings
 
@@ -102,15 +102,7 @@ def _is_number(value: object) -> bool:
 
 
 def _read_key(name: str, env: Mapping[str, str]) -> bytes:
-    value = env.get(name)
-    if value is None:
-        raise ConfigError("api.key_env", f"environment variable {name} is not set")
-    key = value.encode("utf-8")
-    if len(key) < MIN_KEY_BYTES:
-        hint = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
-        problem = f"environment variable {name} must hold at least {MIN_KEY_BYTES} bytes ({hint})"
-        raise ConfigError("api.key_env", problem)
-    return key
+    return read_secret("api.key_env", name, env, MIN_KEY_BYTES)
 
 
 _CHALLENGE: Final = {"WWW-Authenticate": "Bearer"}
