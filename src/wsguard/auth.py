@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wsguard.brokers.base import TicketStore
 from wsguard.core.auth.jwt import JwtAuthenticator, JwtVerifier
@@ -21,6 +21,9 @@ from wsguard.core.handshake import Authenticator
 from wsguard.core.revocation import Revocations
 from wsguard.exceptions import ConfigError
 from wsguard.settings import Settings
+
+if TYPE_CHECKING:
+    from wsguard.server.jwks import JwksFetcher
 
 __all__ = ["AuthService"]
 
@@ -65,6 +68,7 @@ class AuthService:
         self._verifying = asyncio.Semaphore(_MAX_VERIFYING)
         self.ticket_verifier: TicketVerifier | None = None
         self.jwt_verifier: JwtVerifier | None = None
+        self.jwks: JwksFetcher | None = None
         self.authenticators: list[Authenticator] = []
         for method in settings.auth.methods:
             try:
@@ -88,11 +92,13 @@ class AuthService:
 
             keys = load_jwt_keys(auth.jwt, env)
             if keys is None:
-                raise ConfigError(
-                    "auth.jwt.jwks_url",
-                    "fetching a JWKS from a URL is not supported yet; download it to a file and "
-                    "set auth.jwt.jwks_file",
-                )
+                # Only jwks_url: the keys are fetched when the server starts (jwks.start()),
+                # refreshed periodically and when a token names an unknown kid.
+                from wsguard.server.jwks import JwksFetcher, RefreshingJwtAuthenticator
+
+                assert auth.jwt.jwks_url is not None  # noqa: S101 - load_jwt_keys checked it
+                self.jwks = JwksFetcher(auth.jwt.jwks_url, auth.jwt)
+                return RefreshingJwtAuthenticator(self.jwks)
             self.jwt_verifier = jwt_verifier(auth.jwt, keys)
             return JwtAuthenticator(self.jwt_verifier)
         if method == "cookie":
@@ -157,11 +163,16 @@ class AuthService:
             return Reject(400, "Bad Request", "bad_credential_field")
         now = self.clock()
         if token is not None:
-            if self.jwt_verifier is None:
+            if self.jwt_verifier is None and self.jwks is None:
                 return Reject(401, _UNAUTHORIZED, "method_not_enabled")
             if not isinstance(token, str) or len(token) > _MAX_CREDENTIAL:
                 return Reject(401, _UNAUTHORIZED, "malformed_token")
-            result: Principal | Authenticated | Reject = self.jwt_verifier.verify(token, now)
+            result: Principal | Authenticated | Reject
+            if self.jwks is not None:
+                result = self.jwks.verify(token, now)  # the current keys; refetch on new kid
+            else:
+                assert self.jwt_verifier is not None  # noqa: S101
+                result = self.jwt_verifier.verify(token, now)
         else:
             if self.ticket_verifier is None:
                 return Reject(401, _UNAUTHORIZED, "method_not_enabled")

@@ -77,6 +77,12 @@ def _env_var_name(field: str, value: str | None) -> None:
 
 
 def _validate_server(s: Settings) -> None:
+    if s.server.workers > 1:
+        # Several processes need shared state (tickets, revocations, channels): the Redis
+        # broker, which is not available yet. One process must not pretend to be N.
+        raise ConfigError(
+            "server.workers", "more than one worker needs the Redis broker, not available yet"
+        )
     server = s.server
     if not server.host.strip() or any(c.isspace() for c in server.host):
         raise ConfigError(

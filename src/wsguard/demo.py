@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import secrets
 import signal
 from importlib import resources
 
@@ -50,7 +51,7 @@ def demo_settings(port: int = 8765) -> Settings:
     return dataclasses.replace(
         Settings(),
         server=ServerConfig(host="127.0.0.1", port=port),
-        auth=AuthConfig(required=False),
+        auth=AuthConfig(required=False, methods=("ticket",)),
         log=LogConfig(format="text"),
     )
 
@@ -89,7 +90,9 @@ def run_demo(port: int = 8765) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with Server(settings, pages=demo_pages()) as server:
+        # A fresh secret per run: the demo's tickets are worthless anywhere else.
+        env = {settings.auth.ticket.secret_env: secrets.token_urlsafe(48)}
+        async with Server(settings, pages=demo_pages(), env=env) as server:
             attacker = await start_static_site(attacker_pages(), server.port + 1)
             print(
                 f"\nwsguard demo running. Open in a browser:\n"

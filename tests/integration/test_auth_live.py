@@ -18,6 +18,7 @@ from support.rawws import OP_TEXT, RawClient, frame, handshake_bytes
 from wsguard.exceptions import ConfigError
 from wsguard.server.lifecycle import Server
 from wsguard.sessions import issue_session
+from wsguard.settings import BasicConfig
 from wsguard.testing import loopback_settings
 from wsguard.tickets import mint
 
@@ -381,3 +382,102 @@ async def test_credentials_never_reach_the_audit_log(start_server, audit):
         for piece in secret.split("."):
             if len(piece) >= 16:
                 assert piece not in log
+
+
+# ---------------------------------------------------------------- HTTP Basic
+
+
+@pytest.fixture(scope="module")
+def users_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from wsguard.users import add_user
+
+    path = tmp_path_factory.mktemp("users") / "users.toml"
+    add_user(path, "alice", "correct horse battery", roles=("admin",))
+    return str(path)
+
+
+def basic(user: str, password: str) -> list[tuple[str, str]]:
+    value = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return [("Authorization", f"Basic {value}")]
+
+
+@pytest.mark.parametrize(
+    ("user", "password"),
+    [
+        pytest.param("alice", "wrong password!!", id="wrong-password"),
+        pytest.param("mallory", "correct horse battery", id="unknown-user"),
+    ],
+)
+async def test_basic_with_a_wrong_password_or_user_is_refused_401_with_a_challenge(
+    start_server, audit, users_file, user, password
+):
+    settings = loopback_settings(
+        auth={"required": True, "methods": ("basic",), "basic": BasicConfig(users_file)}
+    )
+    server = await start_server(settings=settings, env=ENV)
+    client = await RawClient.connect(server.port)
+    await client.send(handshake_bytes(server.port, extra=basic(user, password)))
+    response = await client.read_response()
+    assert response.status == 401
+    assert response.header("WWW-Authenticate") == 'Basic realm="wsguard"'
+    assert audit.rejected()[-1]["reason"] == "bad_password"
+
+
+async def test_basic_with_the_right_password_opens_with_the_users_roles(start_server, users_file):
+    settings = loopback_settings(
+        auth={"required": True, "methods": ("basic",), "basic": BasicConfig(users_file)}
+    )
+    server = await start_server(settings=settings, env=ENV)
+    status, client = await handshake(server.port, extra=basic("alice", "correct horse battery"))
+    assert status == 101
+    welcome = await read_json(client)
+    assert (welcome["user"], welcome["auth"]) == ("alice", "basic")
+
+
+# ---------------------------------------------------------------- JWKS from a URL
+
+
+async def test_jwks_url_keys_verify_bearer_and_first_message_tokens(start_server):
+    from aiohttp import web
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwks = {"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}
+
+    async def serve_jwks(request: web.Request) -> web.Response:
+        return web.json_response(jwks)
+
+    app = web.Application()
+    app.router.add_get("/jwks.json", serve_jwks)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        from wsguard.settings import JwtConfig
+
+        settings = loopback_settings(
+            auth={
+                "required": True,
+                "methods": ("jwt",),
+                "jwt": JwtConfig(
+                    algorithms=("RS256",), jwks_url=f"http://127.0.0.1:{port}/jwks.json"
+                ),
+            }
+        )
+        server = await start_server(settings=settings, env={})
+        signed = jwt.encode(
+            {"sub": "alice", "exp": time.time() + 60},
+            key,
+            algorithm="RS256",
+            headers={"kid": "k1"},
+        )
+        status, client = await handshake(server.port, extra=[("Authorization", f"Bearer {signed}")])
+        assert status == 101
+        assert (await read_json(client))["user"] == "alice"
+        _, pending = await handshake(server.port)
+        await pending.send(frame(OP_TEXT, orjson.dumps({"id": 1, "op": "auth", "token": signed})))
+        assert (await read_json(pending))["ok"] is True
+    finally:
+        await runner.cleanup()

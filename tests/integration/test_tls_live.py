@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import ssl
 import warnings
 from pathlib import Path
@@ -11,8 +13,9 @@ import aiohttp
 import pytest
 import trustme
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidMessage
+from websockets.exceptions import InvalidMessage, InvalidStatus
 
+from wsguard.settings import MtlsConfig
 from wsguard.testing import loopback_settings
 
 pytestmark = pytest.mark.integration
@@ -112,6 +115,44 @@ async def test_required_client_certificate_from_our_ca_is_accepted(
         f"wss://127.0.0.1:{server.port}/ws", origin=origin, ssl=client_context(ca, client_cert)
     ) as ws:
         assert b"welcome" in (await ws.recv()).encode()
+
+
+@pytest.mark.parametrize(("identity", "user"), [("cn", "alice"), ("san", "alice@example.com")])
+async def test_mtls_authenticates_the_certificate_holder(
+    start_server, ca, server_files, identity, user
+):
+    base = tls_settings(server_files, tls_client_ca=server_files["ca"])
+    settings = dataclasses.replace(
+        base,
+        auth=dataclasses.replace(
+            base.auth, required=True, methods=("mtls",), mtls=MtlsConfig(identity)
+        ),
+    )
+    server = await start_server(settings=settings)
+    client_cert = ca.issue_cert("alice@example.com", common_name="alice")
+    origin = f"https://127.0.0.1:{server.port}"
+    async with connect(
+        f"wss://127.0.0.1:{server.port}/ws", origin=origin, ssl=client_context(ca, client_cert)
+    ) as ws:
+        welcome = json.loads(await ws.recv())
+    assert (welcome["user"], welcome["auth"]) == (user, "mtls")
+
+
+async def test_mtls_without_a_certificate_is_refused_401(start_server, ca, server_files, audit):
+    base = tls_settings(server_files, tls_client_ca=server_files["ca"])
+    settings = dataclasses.replace(
+        base, auth=dataclasses.replace(base.auth, required=True, methods=("mtls",))
+    )
+    server = await start_server(settings=settings)
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(
+            f"wss://127.0.0.1:{server.port}/ws",
+            origin=f"https://127.0.0.1:{server.port}",
+            ssl=client_context(ca),
+        ):
+            pass
+    assert info.value.response.status_code == 401
+    assert audit.rejected()[-1]["reason"] == "auth_required"
 
 
 async def test_missing_client_certificate_is_refused_when_required(

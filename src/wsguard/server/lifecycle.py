@@ -182,6 +182,9 @@ class Server:
         """
         server = self.settings.server
         ssl_context = build_ssl_context(server)
+        jwks = self._state.auth.jwks
+        if jwks is not None:
+            await jwks.start()  # ConfigError when the keys cannot be fetched: no keys, no start
         loop = asyncio.get_running_loop()
         state = self._state
         try:
@@ -194,6 +197,8 @@ class Server:
                 backlog=1024,
             )
         except OSError as exc:
+            if jwks is not None:
+                await jwks.stop()
             raise ConfigError(
                 "server.port", f"cannot listen on {server.host}:{server.port}: {exc.strerror}"
             ) from None
@@ -226,6 +231,8 @@ class Server:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
             self._server = None
+        if state.auth.jwks is not None:
+            await state.auth.jwks.stop()
 
     async def __aenter__(self) -> Server:
         await self.start()

@@ -381,6 +381,16 @@ class JwtAuthenticator:
     def name(self) -> str:
         return "jwt"
 
+    @property
+    def verifier(self) -> JwtVerifier:
+        """The verifier in use. Assigning a new one swaps the keys of a live authenticator (a
+        JWKS refresh): each token is checked against one verifier, the old or the new."""
+        return self._verifier
+
+    @verifier.setter
+    def verifier(self, verifier: JwtVerifier) -> None:
+        self._verifier = verifier
+
     def authenticate(
         self, request: UpgradeRequest, ctx: HandshakeContext, now: float
     ) -> Principal | Reject | None:
