@@ -20,8 +20,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wsguard.config_fields import (
+    ARRAYS,
     ENV_PREFIX,
     FIELDS,
+    ITEM_FIELDS,
     TABLES,
     close_match,
     coerce,
@@ -138,8 +140,25 @@ def _flatten(table: Mapping[str, Any], prefix: str, out: Raw) -> None:
             _flatten(value, path, out)
         elif path in FIELDS:
             out[path] = value
+        elif path in ARRAYS:
+            out[path] = _array_of_tables(path, value)
         else:
             raise _unknown(prefix, key)
+
+
+def _array_of_tables(path: str, value: object) -> list[Mapping[str, Any]]:
+    if not isinstance(value, list):
+        raise ConfigError(path, f"must be an array of tables ([[{path}]]), got {show(value)}")
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise ConfigError(f"{path}[{index}]", f"must be a table ([[{path}]]), got {show(item)}")
+    return value
+
+
+def _file_only(path: str, where: str) -> ConfigError:
+    return ConfigError(
+        path, f"[[{path}]] rules can only be set in the configuration file, not {where}"
+    )
 
 
 def _children(table: str) -> list[str]:
@@ -167,6 +186,9 @@ def _parse_override(item: str) -> tuple[str, object]:
         raise ConfigError(
             path, f"is a section; set one of its keys, e.g. {path}.{_children(path)[0]}=..."
         )
+    top = path.split(".", 1)[0].split("[", 1)[0]
+    if top in ARRAYS:
+        raise _file_only(top, "with --set")
     if path not in FIELDS:
         parts = path.split(".")
         table = ""
@@ -205,6 +227,8 @@ def _read_env(environ: Mapping[str, str], secret_names: set[str]) -> Raw:
         if not name.startswith(ENV_PREFIX) or name in secret_names:
             continue
         section = name[len(ENV_PREFIX) :].split("_", 1)[0].lower()
+        if section in ARRAYS:
+            raise _file_only(section, f"from the environment ({name})")
         if section not in sections:
             continue  # not ours (WSGUARD_HOME, a test's variable...)
         path = by_env.get(name)
@@ -231,9 +255,34 @@ def _build(raw: Raw, table: str = "") -> Any:
         path = f"{table}.{name}" if table else name
         if path in TABLES:
             values[name] = _build(raw, path)
+        elif path in ARRAYS:
+            tables: list[Mapping[str, Any]] = raw.get(path, [])  # type: ignore[assignment]
+            values[name] = tuple(_build_item(path, i, item) for i, item in enumerate(tables))
         elif path in raw:
             values[name] = coerce(FIELDS[path], raw[path])
     return TABLES[table](**values)
+
+
+def _build_item(array: str, index: int, table: Mapping[str, Any]) -> Any:
+    """One ``[[channels]]`` table; errors name it: ``channels[2].publish``."""
+    cls = ARRAYS[array]
+    specs = ITEM_FIELDS[array]
+    names = [f.name for f in dataclasses.fields(cls)]
+    where = f"{array}[{index}]"
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        spec = specs.get(f"{array}.{key}")
+        if spec is None:
+            hint = close_match(key, names)
+            if hint is not None:
+                raise ConfigError(f"{where}.{key}", f'unknown key (did you mean "{hint}"?)')
+            raise ConfigError(f"{where}.{key}", f"unknown key; known: {', '.join(names)}")
+        values[key] = coerce(dataclasses.replace(spec, path=f"{where}.{key}"), value)
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and f.name not in values:
+            raise ConfigError(f"{where}.{f.name}", f"is required in every [[{array}]] table")
+    return cls(**values)
 
 
 def _mask_url(url: str) -> str:
@@ -274,4 +323,14 @@ def render_settings(settings: Settings, *, env: Mapping[str, str] | None = None)
             elif path in insecure:
                 line += "  # INSECURE"
             lines.append(line)
+    for array in ARRAYS:
+        items: tuple[Any, ...] = getattr(settings, array)
+        for item in items:
+            lines += ["", f"[[{array}]]"]
+            for f in dataclasses.fields(item):
+                value = getattr(item, f.name)
+                if value is None:
+                    lines.append(f"# {f.name} = (not set)")
+                else:
+                    lines.append(f"{f.name} = {toml_value(value)}")
     return "\n".join(lines) + "\n"

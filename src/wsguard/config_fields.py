@@ -22,8 +22,10 @@ from wsguard.exceptions import ConfigError
 from wsguard.settings import Settings
 
 __all__ = [
+    "ARRAYS",
     "ENV_PREFIX",
     "FIELDS",
+    "ITEM_FIELDS",
     "TABLES",
     "FieldSpec",
     "close_match",
@@ -90,6 +92,10 @@ _BOUNDS: dict[str, tuple[float, float | None, bool]] = {
     # 0 switches keepalive pings off (a proxy or the client may do it instead).
     "limits.ping_interval": (0, None, False),
     "auth.expiry_grace": (0, None, False),
+    # 0 keeps no history; the cap bounds the memory one busy channel can hold.
+    "channels.history_size": (0, 10000, False),
+    # 0 means publications never expire from history.
+    "channels.history_ttl": (0, None, False),
 }
 
 
@@ -116,20 +122,40 @@ def _spec(path: str, hint: Any) -> FieldSpec:
     raise TypeError(f"wsguard.config cannot load {path} of type {hint!r}")  # a bug, not a user's
 
 
+def _array_item(hint: Any) -> type | None:
+    """``ChannelConfig`` for ``tuple[ChannelConfig, ...]`` (an array of tables), else None."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item = args[0]
+        if dataclasses.is_dataclass(item) and isinstance(item, type):
+            return item
+    return None
+
+
 def _walk(cls: type, prefix: str, fields: dict[str, FieldSpec], tables: dict[str, type]) -> None:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         path = f"{prefix}.{f.name}" if prefix else f.name
         hint = hints[f.name]
+        item = _array_item(hint)
         if dataclasses.is_dataclass(hint) and isinstance(hint, type):
             tables[path] = hint
             _walk(hint, path, fields, tables)
+        elif item is not None:
+            ARRAYS[path] = item
+            ITEM_FIELDS[path] = {}
+            _walk(item, path, ITEM_FIELDS[path], {})
         else:
             fields[path] = _spec(path, hint)
 
 
 FIELDS: dict[str, FieldSpec] = {}
 TABLES: dict[str, type] = {"": Settings}
+# Arrays of tables ([[channels]]): path -> item class, and path -> the item's own fields, keyed
+# by ``channels.pattern`` (an error names the item: ``channels[2].pattern``). File only: they
+# have no environment or ``--set`` form.
+ARRAYS: dict[str, type] = {}
+ITEM_FIELDS: dict[str, dict[str, FieldSpec]] = {}
 _walk(Settings, "", FIELDS, TABLES)
 
 

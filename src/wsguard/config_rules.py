@@ -15,6 +15,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from wsguard.config_fields import close_match, show
+from wsguard.core.authz import GRANTS, ROLE_PREFIX
+from wsguard.core.channels import ChannelPattern, parse_channel_pattern
 from wsguard.exceptions import ConfigError
 from wsguard.settings import Settings
 
@@ -63,6 +65,7 @@ def validate(s: Settings) -> None:
     _env_var_name("api.key_env", s.api.key_env)
     if not s.api.host.strip():
         raise ConfigError("api.host", "must not be empty")
+    _validate_channels(s)
     _public_bind_rules(s)
 
 
@@ -178,6 +181,65 @@ def _validate_auth(s: Settings) -> None:
             raise ConfigError(
                 "auth.jwt.jwks_url", f"must be an https:// URL, got {show(jwt.jwks_url)}"
             )
+
+
+_ROLE_NAME = re.compile(r"[A-Za-z0-9_.:@/-]+")
+
+
+def _validate_channels(s: Settings) -> None:
+    patterns: list[ChannelPattern] = []
+    for index, rule in enumerate(s.channels):
+        where = f"channels[{index}]"
+        try:
+            pattern = parse_channel_pattern(rule.pattern)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.pattern", str(exc)) from None
+        for earlier, other in enumerate(patterns):
+            if other.covers(pattern):
+                # An exact rule below a wildcard looks like it narrows access, but never applies.
+                raise ConfigError(
+                    f"{where}.pattern",
+                    f"{show(rule.pattern)} is never used: channels[{earlier}]"
+                    f" ({show(other.text)}) comes first and matches every channel it matches"
+                    " (the first matching rule wins); move this rule above it",
+                )
+        patterns.append(pattern)
+        for action in ("subscribe", "publish", "history", "presence"):
+            grants: tuple[str, ...] = getattr(rule, action)
+            for position, grant in enumerate(grants):
+                _check_grant(f"{where}.{action}[{position}]", grant, pattern)
+        _existing_file(f"{where}.schema", rule.schema)
+        _existing_file(f"{where}.output_schema", rule.output_schema)
+        if rule.history_ttl > 0 and rule.history_size == 0:
+            raise ConfigError(
+                f"{where}.history_ttl", "has no effect with history_size = 0 (no history kept)"
+            )
+
+
+def _check_grant(field: str, grant: str, pattern: ChannelPattern) -> None:
+    if grant.startswith(ROLE_PREFIX):
+        if not _ROLE_NAME.fullmatch(grant[len(ROLE_PREFIX) :]):
+            raise ConfigError(field, f'"role:" must be followed by a role name, got {show(grant)}')
+        return
+    if grant == "owner" and pattern.segments[-1] != "*":
+        # "owner" compares the user id with the last segment: on "chat:*:messages" a user
+        # named "messages" would own every chat.
+        raise ConfigError(
+            field,
+            f'"owner" needs a pattern whose last segment is "*" (the user id),'
+            f" got {show(pattern.text)}",
+        )
+    if grant in GRANTS:
+        return
+    hint = close_match(grant, GRANTS) or close_match(grant.lower(), GRANTS)
+    if hint is None and grant.lower().startswith(ROLE_PREFIX):
+        hint = ROLE_PREFIX + grant[len(ROLE_PREFIX) :]
+    if hint is None and _ROLE_NAME.fullmatch(grant):
+        hint = ROLE_PREFIX + grant
+    if hint is not None:
+        raise ConfigError(field, f'unknown grant {show(grant)} (did you mean "{hint}"?)')
+    known = ", ".join(f'"{g}"' for g in (*GRANTS, "role:NAME"))
+    raise ConfigError(field, f"unknown grant {show(grant)}; known: {known}")
 
 
 def _public_bind_rules(s: Settings) -> None:

@@ -16,6 +16,7 @@ __all__ = [
     "AuthConfig",
     "BasicConfig",
     "BrokerConfig",
+    "ChannelConfig",
     "CookieConfig",
     "JwtConfig",
     "LimitsConfig",
@@ -85,7 +86,6 @@ class CookieConfig:
 
     name: str = "session"
     secret_env: str = "WSGUARD_COOKIE_SECRET"  # noqa: S105 - a variable name
-    max_age: float = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +165,32 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    """One ``[[channels]]`` rule: which channels it covers and who may do what on them.
+
+    Grants are ``"anonymous"``, ``"authenticated"``, ``"role:NAME"``, ``"owner"`` (the channel's
+    last segment is the user id) and ``"claim"`` (the credential's ``channels`` claim lists it).
+    An action with no grant is denied. See ``wsguard.core.channels`` for the pattern syntax.
+    """
+
+    pattern: str
+    subscribe: tuple[str, ...] = ()
+    publish: tuple[str, ...] = ()
+    history: tuple[str, ...] = ()
+    presence: tuple[str, ...] = ()
+    # Path of a JSON Schema file for inbound ``publish`` data (compiled elsewhere).
+    schema: str | None = None
+    # Path of a JSON Schema file every publication must satisfy before fan-out.
+    output_schema: str | None = None
+    # "html" escapes every string leaf of a publication once, before fan-out (stored XSS).
+    encode: Literal["none", "html"] = "none"
+    # Publications kept per channel for recovery; 0 keeps none. At most 10,000 (memory).
+    history_size: int = 0
+    # Seconds a publication stays in history; 0 means no expiry.
+    history_ttl: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerConfig = field(default_factory=ServerConfig)
     origins: OriginsConfig = field(default_factory=OriginsConfig)
@@ -173,3 +199,5 @@ class Settings:
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    # [[channels]] rules, in file order: the first matching rule wins.
+    channels: tuple[ChannelConfig, ...] = ()

@@ -1,11 +1,22 @@
 """The broker interfaces. ``MemoryBroker`` (one process) and ``RedisBroker`` (many) implement
-them and pass the same contract tests."""
+them and pass the same contract tests (``tests/brokers/contract.py``)."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-__all__ = ["TicketStore"]
+__all__ = [
+    "Broker",
+    "HistoryResult",
+    "PresenceInfo",
+    "Publication",
+    "PublicationCallback",
+    "StreamPosition",
+    "Subscription",
+    "TicketStore",
+]
 
 
 class TicketStore(Protocol):
@@ -15,4 +26,134 @@ class TicketStore(Protocol):
         """Mark ``ticket_id`` used. True the first time, False for every later call (a replay),
         until ``expires_at`` (wall clock), after which the ticket is refused as expired anyway
         and the id may be forgotten."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPosition:
+    """A place in one channel's stream.
+
+    Attributes:
+        epoch: names one life of the stream; it changes whenever the stream is recreated (the
+            broker restarted, or the history expired entirely), so offsets restarted from 1.
+        offset: the offset of the last publication (0: none yet in this epoch).
+    """
+
+    epoch: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One message published to a channel.
+
+    Attributes:
+        channel: the channel name.
+        epoch: the stream epoch the offset belongs to.
+        offset: 1, 2, 3, … gap-free within one epoch of one channel.
+        data: the payload, already encoded (JSON) once before fan-out.
+    """
+
+    channel: str
+    epoch: str
+    offset: int
+    data: bytes
+
+    @property
+    def position(self) -> StreamPosition:
+        """The stream position right after this publication."""
+        return StreamPosition(self.epoch, self.offset)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryResult:
+    """The answer to a history (recovery) query.
+
+    Attributes:
+        publications: offsets above ``since``, in order, at most ``limit`` of them.
+        complete: False when the publications after ``since`` can no longer all be given: the
+            history dropped some (size or ttl), or the stream restarted (another epoch). The
+            client must then resynchronise: never a silent gap (DESIGN.md §2, principle 5).
+        position: the current top of the stream.
+    """
+
+    publications: list[Publication]
+    complete: bool
+    position: StreamPosition
+
+
+PublicationCallback = Callable[[Publication], None]
+PresenceInfo = dict[str, Any]
+
+
+class Subscription:
+    """A handle on one local subscription; give it back to ``Broker.unsubscribe``."""
+
+    __slots__ = ("active", "callback", "channel")
+
+    def __init__(self, channel: str, callback: PublicationCallback) -> None:
+        self.channel = channel
+        self.callback = callback
+        self.active = True
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "inactive"
+        return f"<Subscription {self.channel!r} {state}>"
+
+
+class Broker(Protocol):
+    """Publications with gap-free offsets, bounded history, local fan-out and presence."""
+
+    @property
+    def delivery_errors(self) -> int:
+        """How many subscriber callbacks raised (each logged to ``wsguard.broker``)."""
+        ...
+
+    async def publish(
+        self, channel: str, data: bytes, *, history_size: int, history_ttl: float
+    ) -> Publication:
+        """Append ``data`` to the channel's stream and deliver it to the local subscribers.
+
+        Args:
+            channel: the channel name.
+            data: the encoded payload.
+            history_size: how many recent publications to keep (0: none).
+            history_ttl: seconds a publication stays in the history (0: no ttl).
+
+        Returns:
+            The publication, with its epoch and its offset (the previous top + 1).
+        """
+        ...
+
+    def subscribe(self, channel: str, callback: PublicationCallback) -> Subscription:
+        """Call ``callback`` synchronously, in publish order, once per later publication.
+
+        A callback that raises is logged and counted; delivery to the others goes on.
+        """
+        ...
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop delivering to ``subscription`` (at once, even mid fan-out). Idempotent."""
+        ...
+
+    async def history(
+        self, channel: str, *, since: StreamPosition | None, limit: int
+    ) -> HistoryResult:
+        """The publications after ``since`` (all retained ones when None), at most ``limit``."""
+        ...
+
+    async def presence_add(self, channel: str, client_id: str, info: Mapping[str, Any]) -> None:
+        """Record (or replace) ``client_id`` as present in ``channel``."""
+        ...
+
+    async def presence_remove(self, channel: str, client_id: str) -> None:
+        """Forget ``client_id`` in ``channel``. Idempotent."""
+        ...
+
+    async def presence(self, channel: str) -> dict[str, PresenceInfo]:
+        """The clients present in ``channel``: client id -> info (a copy)."""
+        ...
+
+    async def close(self) -> None:
+        """Drop every subscription and release resources. Idempotent."""
         ...
