@@ -20,9 +20,10 @@ from wsguard.brokers.memory import MemoryTicketStore
 from wsguard.codes import CloseCode
 from wsguard.exceptions import ConfigError
 from wsguard.server.engine import SessionFactory
-from wsguard.server.listener import ServerState, WsConnection
+from wsguard.server.listener import WsConnection
 from wsguard.server.responses import Page
 from wsguard.server.session import EchoSession, ProtocolSession
+from wsguard.server.state import ServerState
 from wsguard.server.tls import build_ssl_context
 from wsguard.settings import Settings
 

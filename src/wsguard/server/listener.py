@@ -14,97 +14,32 @@ from __future__ import annotations
 import asyncio
 import codecs
 import logging
-from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, cast
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
-from websockets.server import ServerProtocol
 
 from wsguard.codes import CloseCode
 from wsguard.core.decisions import ANONYMOUS, Accept, Principal, Reject
-from wsguard.core.upgrade import ClientCert, Headers, UpgradeRequest
+from wsguard.core.upgrade import Headers, UpgradeRequest
 from wsguard.server import responses
+from wsguard.server.protocol import EngineProtocol, client_cert
+from wsguard.server.state import ServerState
 
 if TYPE_CHECKING:
-    from wsguard.audit import AuditLog
     from wsguard.auth import AuthService
-    from wsguard.core.handshake import HandshakePipeline
-    from wsguard.server.engine import Session, SessionFactory
-    from wsguard.server.responses import Page
-    from wsguard.settings import Settings
+    from wsguard.server.engine import Session
 
-__all__ = ["ServerState", "WsConnection"]
+__all__ = ["WsConnection"]
 
 _OP_TEXT, _OP_BINARY, _OP_CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
-_OP_PONG, _OP_CLOSE = Opcode.PONG, Opcode.CLOSE
+_OP_PONG = Opcode.PONG
 # Reading pauses when this much is waiting to be written (the peer reads slower than it sends).
 _WRITE_HIGH_WATER = 64 * 1024
 # websockets' own logger would log every open/close at INFO; the audit log does that for us.
 _ENGINE_LOGGER = logging.getLogger("wsguard.engine")
 log = logging.getLogger("wsguard.server")
-
-
-class _EngineProtocol(ServerProtocol):
-    """websockets' server core with one deviation, for RFC 6455 §5.4 / §7.1.5.
-
-    Control frames may arrive between the fragments of a message; a close frame there is an
-    ordinary close, and the unfinished message is discarded. The core instead fails such a
-    connection with 1002 ("incomplete fragmented message"); Autobahn case 7.1.5 expects the
-    peer's close code echoed.
-    """
-
-    def recv_frame(self, frame: Frame) -> None:
-        if frame.opcode is _OP_CLOSE:
-            self.current_size = None
-        super().recv_frame(frame)
-
-
-class ServerState:
-    """What every connection of one listener shares."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        pipeline: HandshakePipeline,
-        audit: AuditLog,
-        session_factory: SessionFactory,
-        clock: Callable[[], float],
-        auth: AuthService,
-        extensions: list[object] | None = None,
-        pages: Mapping[str, Page] | None = None,
-    ) -> None:
-        self.settings = settings
-        self.limits = settings.limits
-        self.ws_path = settings.server.ws_path
-        self.pipeline = pipeline
-        self.audit = audit
-        self.session_factory = session_factory
-        self.clock = clock
-        self.extensions = extensions
-        self.pages: Mapping[str, Page] = pages or {}
-        self.auth = auth
-        self.connections: set[WsConnection] = set()
-        # Open connections by authenticated user: revocation closes them all.
-        self.by_user: dict[str, set[WsConnection]] = {}
-        # Handshakes finishing in the background (ticket consumption, password hashing).
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.accepting = True
-        # Set by a shutdown in progress; fired when the last connection is gone.
-        self.drained: asyncio.Event | None = None
-
-    def register(self, conn: WsConnection, user_id: str | None) -> None:
-        if user_id is not None:
-            self.by_user.setdefault(user_id, set()).add(conn)
-
-    def unregister(self, conn: WsConnection, user_id: str | None) -> None:
-        if user_id is not None:
-            conns = self.by_user.get(user_id)
-            if conns is not None:
-                conns.discard(conn)
-                if not conns:
-                    del self.by_user[user_id]
 
 
 class WsConnection(asyncio.Protocol):
@@ -138,7 +73,7 @@ class WsConnection(asyncio.Protocol):
     def __init__(self, state: ServerState) -> None:
         self._state = state
         self._transport: asyncio.Transport | None = None
-        self._proto = _EngineProtocol(
+        self._proto = EngineProtocol(
             max_size=state.limits.max_message_bytes,
             extensions=state.extensions,  # type: ignore[arg-type]
             logger=_ENGINE_LOGGER,
@@ -355,7 +290,7 @@ class WsConnection(asyncio.Protocol):
             headers=Headers(request.headers.raw_items()),
             peer=self._peer,
             is_tls=transport.get_extra_info("sslcontext") is not None,
-            client_cert=_client_cert(transport),
+            client_cert=client_cert(transport),
         )
         if upgrade.path != state.ws_path:
             response = responses.route(upgrade, state.pages)
@@ -623,19 +558,3 @@ class WsConnection(asyncio.Protocol):
 
     def _audit_reject(self, request: UpgradeRequest | None, decision: Reject) -> None:
         self._state.audit.handshake(request, self._peer, decision)
-
-
-def _client_cert(transport: asyncio.Transport) -> ClientCert | None:
-    """The identity of a client certificate the TLS layer verified, if any."""
-    cert = transport.get_extra_info("peercert")
-    if not cert:
-        return None
-    cn = None
-    for rdn in cert.get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                cn = value
-    san = tuple(
-        value for kind, value in cert.get("subjectAltName", ()) if kind in {"DNS", "email", "URI"}
-    )
-    return ClientCert(subject_cn=cn, san=san)
