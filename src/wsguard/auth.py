@@ -139,11 +139,15 @@ class AuthService:
                 ok = await loop.run_in_executor(None, accept.verify)
             if not ok:
                 return Reject(401, _UNAUTHORIZED, accept.verify_reason, (_BASIC_CHALLENGE,))
-        if accept.consume is not None:
-            until = accept.consume_until if accept.consume_until is not None else self.clock()
-            if not await self.tickets.consume(accept.consume, until):
-                return _REPLAYED
+        if accept.consume is not None and not await self._consume(
+            accept.consume, accept.consume_until
+        ):
+            return _REPLAYED
         return self.check_revoked(principal) or principal
+
+    async def _consume(self, ticket_id: str, until: float | None) -> bool:
+        """Consume a single-use id once, in the shared store (False: already used)."""
+        return await self.tickets.consume(ticket_id, self.clock() if until is None else until)
 
     def check_revoked(self, principal: Principal) -> Reject | None:
         return _REVOKED if self.revocations.is_revoked(principal, self.clock()) else None
@@ -183,8 +187,7 @@ class AuthService:
             return result
         if isinstance(result, Authenticated):
             assert result.consume is not None  # noqa: S101 - tickets are always single-use
-            until = result.consume_until if result.consume_until is not None else now
-            if not await self.tickets.consume(result.consume, until):
+            if not await self._consume(result.consume, result.consume_until):
                 return _REPLAYED
             result = result.principal
         return self.check_revoked(result) or result

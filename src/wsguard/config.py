@@ -33,6 +33,7 @@ from wsguard.config_fields import (
     toml_value,
 )
 from wsguard.config_rules import insecure_switches, is_loopback_host, validate
+from wsguard.core.auth.ticket import MIN_SECRET_BYTES
 from wsguard.exceptions import ConfigError
 from wsguard.settings import Settings
 
@@ -51,7 +52,6 @@ SECRET_NAME_FIELDS = (
     "auth.cookie.secret_env",
     "api.key_env",
 )
-MIN_SECRET_BYTES = 32
 
 
 def read_secret(

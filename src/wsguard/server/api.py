@@ -27,6 +27,7 @@ from aiohttp import hdrs, web
 
 from wsguard.audit import AuditLog
 from wsguard.config import is_loopback_host, read_secret
+from wsguard.core.auth.payload import is_number
 from wsguard.exceptions import ConfigError
 from wsguard.settings import Settings
 
@@ -95,10 +96,6 @@ def _strings(body: Mapping[str, Any], field: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise _bad(field, "must be a list of strings")
     return value
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _read_key(name: str, env: Mapping[str, str]) -> bytes:
@@ -233,7 +230,7 @@ class ApiServer:
     def _tickets(self, user: str, body: Mapping[str, Any]) -> dict[str, object]:
         origin = _string(body, "origin")
         ttl = body.get("ttl")
-        if ttl is not None and not (_is_number(ttl) and 0 < ttl <= MAX_TICKET_TTL):
+        if ttl is not None and not (is_number(ttl) and 0 < ttl <= MAX_TICKET_TTL):
             raise _bad("ttl", f"must be a number of seconds, 0 < ttl <= {MAX_TICKET_TTL:g}")
         roles, channels = _strings(body, "roles"), _strings(body, "channels")
         try:
@@ -252,7 +249,7 @@ class ApiServer:
     def _disconnect(self, user: str, body: Mapping[str, Any]) -> dict[str, object]:
         code = body.get("code", _DEFAULT_DISCONNECT_CODE)
         # Only the application range (DESIGN.md §6): RFC 6455 codes mean protocol events.
-        if not (_is_number(code) and isinstance(code, int) and 4000 <= code <= 4999):
+        if not (is_number(code) and isinstance(code, int) and 4000 <= code <= 4999):
             raise _bad("code", "must be an integer from 4000 to 4999")
         return {"closed": self._control.disconnect(user, code)}
 

@@ -826,3 +826,21 @@ def test_any_jwks_is_keys_or_a_value_error(jwks: dict[str, Any]):
     except ValueError:
         return
     assert keys.keys
+
+
+def test_swapping_the_verifier_changes_the_keys_of_a_live_authenticator():
+    auth = JwtAuthenticator(verifier())
+    other_secret = b"z" * 32
+    request = handshake(extra=[("Authorization", f"Bearer {token(key=other_secret)}")])
+    assert rejected(auth.authenticate(request, CTX, NOW), "bad_signature")  # type: ignore[arg-type]
+    auth.verifier = verifier(JwtKeys.from_secret(other_secret))
+    assert auth.verifier.verify(token(key=other_secret), NOW) == Principal(
+        "alice", "jwt", expires_at=NOW + 60
+    )
+    assert auth.authenticate(request, CTX, NOW) == Principal("alice", "jwt", expires_at=NOW + 60)
+
+
+def test_iat_claim_becomes_the_principals_issue_time():
+    result = verifier().verify(token(iat=NOW - 10), NOW)
+    assert isinstance(result, Principal)
+    assert result.issued_at == NOW - 10

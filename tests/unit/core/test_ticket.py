@@ -418,3 +418,44 @@ def test_pipeline_refuses_ticket_minted_for_another_origin():
     value = ticket(origin="http://evil.example")
     result = pipeline().decide(handshake(target=f"/ws?ticket={value}"), NOW)
     assert result == Reject(403, "Forbidden", "ticket_origin_mismatch")
+
+
+# --- issued_at (revocation refuses tickets minted before it) -------------------------------
+
+
+def test_issued_at_is_signed_into_the_ticket_and_reaches_the_principal():
+    result = TicketVerifier(SECRET).verify(ticket(issued_at=970.0), origin=APP_A, now=NOW)
+    assert isinstance(result, Authenticated)
+    assert result.principal.issued_at == 970.0
+
+
+def test_ticket_without_issued_at_has_none():
+    result = TicketVerifier(SECRET).verify(ticket(), origin=APP_A, now=NOW)
+    assert isinstance(result, Authenticated)
+    assert result.principal.issued_at is None
+
+
+@pytest.mark.parametrize(
+    ("issued_at", "message"),
+    [
+        pytest.param("970", "issued_at must be a number", id="string"),
+        pytest.param(True, "issued_at must be a number", id="bool"),
+        pytest.param(float("inf"), "issued_at must be finite", id="infinite"),
+    ],
+)
+def test_bad_issued_at_is_refused_when_minting(issued_at: Any, message: str):
+    with pytest.raises(ValueError, match=message):
+        ticket(issued_at=issued_at)
+
+
+@pytest.mark.parametrize(
+    "iat",
+    [
+        pytest.param("970", id="string"),
+        pytest.param(False, id="bool"),
+        pytest.param(10**400, id="overflow"),
+    ],
+)
+def test_signed_ticket_with_a_malformed_iat_is_bad(iat: Any):
+    result = TicketVerifier(SECRET).verify(forge(claims(iat=iat)), origin=APP_A, now=NOW)
+    assert result == Reject(401, "Unauthorized", "bad_ticket")

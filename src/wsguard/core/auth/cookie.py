@@ -24,7 +24,6 @@ raises on bad input, and no cookie or nonce text ever goes into a ``Reject``.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -37,6 +36,7 @@ from typing import Final
 
 from itsdangerous import BadSignature, Signer
 
+from wsguard.core.auth.payload import b64url_decode_json, b64url_encode, is_number
 from wsguard.core.auth.ticket import MIN_SECRET_BYTES, query_param
 from wsguard.core.decisions import Principal, Reject
 from wsguard.core.handshake import HandshakeContext
@@ -106,10 +106,6 @@ class Session:
     roles: frozenset[str]
 
 
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def _signer(secret: bytes) -> Signer:
     if not isinstance(secret, bytes) or len(secret) < MIN_SECRET_BYTES:
         raise ValueError(f"the cookie secret must be at least {MIN_SECRET_BYTES} bytes")
@@ -126,7 +122,7 @@ def csrf_nonce(secret: bytes, session_id: str) -> str:
         session_id: the session's id.
     """
     mac = hmac.digest(secret, _CSRF_PREFIX + session_id.encode("utf-8"), hashlib.sha256)
-    return _b64encode(mac)[:43]
+    return b64url_encode(mac)[:43]
 
 
 def encode_session(
@@ -157,23 +153,14 @@ def encode_session(
         raise ValueError("session_id must be 16 to 64 URL-safe characters")
     if not isinstance(user, str) or not 1 <= len(user) <= _MAX_USER_LENGTH:
         raise ValueError(f"user must be 1 to {_MAX_USER_LENGTH} characters")
-    if not _is_number(expires_at) or not math.isfinite(expires_at):
+    if not is_number(expires_at) or not math.isfinite(expires_at):
         raise ValueError("expires_at must be a finite number")
     # A bare str is a Sequence[str] too: roles="admin" would silently become five roles.
     if isinstance(roles, str) or not all(isinstance(r, str) for r in roles):
         raise ValueError(f"roles must be a sequence of strings, not {roles!r}")
     claims = {"sid": session_id, "sub": user, "exp": expires_at, "roles": list(roles)}
     compact = json.dumps(claims, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-    return signer.sign(_b64encode(compact.encode("ascii"))).decode("ascii")
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _refuse_constant(name: str) -> object:
-    # json.loads accepts NaN and Infinity by default; an expiry of Infinity never expires.
-    raise ValueError(f"{name} is not JSON")
+    return signer.sign(b64url_encode(compact.encode("ascii"))).decode("ascii")
 
 
 def read_session(secret: bytes, value: str) -> Session | None:
@@ -197,8 +184,7 @@ def read_session(secret: bytes, value: str) -> Session | None:
         return None
     try:
         payload = signer.unsign(value)  # constant-time comparison inside
-        raw = base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4))
-        claims = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        claims = b64url_decode_json(payload.decode("ascii"))
     except (BadSignature, binascii.Error, ValueError, RecursionError):
         return None
     if not isinstance(claims, dict) or claims.keys() != _FIELDS:
@@ -209,7 +195,7 @@ def read_session(secret: bytes, value: str) -> Session | None:
         and _SESSION_ID.fullmatch(sid)
         and isinstance(sub, str)
         and 1 <= len(sub) <= _MAX_USER_LENGTH
-        and _is_number(exp)
+        and is_number(exp)
         and isinstance(roles, list)
         and all(isinstance(r, str) for r in roles)
     ):

@@ -24,7 +24,6 @@ Rules:
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -35,6 +34,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import parse_qs
 
+from wsguard.core.auth.payload import b64url_decode_json, b64url_encode, is_number
 from wsguard.core.decisions import Authenticated, Principal, Reject
 from wsguard.core.handshake import HandshakeContext
 from wsguard.core.origin import serialize_origin
@@ -88,12 +88,8 @@ _DUPLICATE_PARAM: Final = Reject(400, "Bad Request", "duplicate_param")
 _TOO_MANY_PARAMS: Final = Reject(400, "Bad Request", "too_many_params")
 
 
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def _mac(secret: bytes, payload: str) -> str:
-    return _b64encode(hmac.digest(secret, _MAC_PREFIX + payload.encode("ascii"), hashlib.sha256))
+    return b64url_encode(hmac.digest(secret, _MAC_PREFIX + payload.encode("ascii"), hashlib.sha256))
 
 
 def _check_secret(secret: bytes) -> None:
@@ -187,12 +183,8 @@ def encode_ticket(
             raise ValueError("issued_at must be finite")
         claims["iat"] = issued_at
     compact = json.dumps(claims, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-    payload = _b64encode(compact.encode("ascii"))
+    payload = b64url_encode(compact.encode("ascii"))
     return f"{payload}.{_mac(secret, payload)}"
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _is_strings(value: object) -> bool:
@@ -202,14 +194,13 @@ def _is_strings(value: object) -> bool:
 def _decode_claims(payload: str) -> dict[str, Any] | None:
     """The claims of an authenticated payload, or ``None`` when they are not well formed."""
     try:
-        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-        claims = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        claims = b64url_decode_json(payload)
     except (binascii.Error, ValueError, RecursionError):
         return None
     if not isinstance(claims, dict) or claims.keys() - {"iat"} != _FIELDS:
         return None
     if "iat" in claims:
-        if not _is_number(claims["iat"]):
+        if not is_number(claims["iat"]):
             return None
         try:
             claims["iat"] = float(claims["iat"])
@@ -226,7 +217,7 @@ def _decode_claims(payload: str) -> dict[str, Any] | None:
         and isinstance(sub, str)
         and 1 <= len(sub) <= _MAX_USER_LENGTH
         and isinstance(origin, str)
-        and _is_number(exp)
+        and is_number(exp)
         and _is_strings(claims["roles"])
         and _is_strings(claims["channels"])
     ):
@@ -236,11 +227,6 @@ def _decode_claims(payload: str) -> dict[str, Any] | None:
     except OverflowError:  # an integer beyond the float range
         return None
     return claims
-
-
-def _refuse_constant(name: str) -> Any:
-    # json.loads accepts NaN and Infinity by default; an expiry of Infinity never expires.
-    raise ValueError(f"{name} is not JSON")
 
 
 class TicketVerifier:
