@@ -107,8 +107,31 @@ def load_settings(
     raw.update(_read_env(environ, secret_names))
     raw.update(cli)
     settings: Settings = _build(raw)
+    settings = _absolute_schema_paths(settings, Path(path).parent if path is not None else None)
     validate(settings)
     return settings
+
+
+def _absolute_schema_paths(settings: Settings, base: Path | None) -> Settings:
+    """Resolve ``[[channels]]`` schema paths against the config file's directory (``base``).
+
+    Relative paths would otherwise follow the server's working directory, so the same file
+    could load different schemas depending on where the server was started from. Without a
+    file (``base`` is ``None``), they resolve against the current directory.
+    """
+
+    def absolute(value: str | None) -> str | None:
+        if value is None:
+            return None
+        return str(((base or Path()) / value).absolute())
+
+    rules = tuple(
+        dataclasses.replace(
+            rule, schema=absolute(rule.schema), output_schema=absolute(rule.output_schema)
+        )
+        for rule in settings.channels
+    )
+    return dataclasses.replace(settings, channels=rules) if rules else settings
 
 
 def _read_file(path: Path) -> Raw:

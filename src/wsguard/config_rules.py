@@ -208,12 +208,24 @@ def _validate_channels(s: Settings) -> None:
             grants: tuple[str, ...] = getattr(rule, action)
             for position, grant in enumerate(grants):
                 _check_grant(f"{where}.{action}[{position}]", grant, pattern)
-        _existing_file(f"{where}.schema", rule.schema)
-        _existing_file(f"{where}.output_schema", rule.output_schema)
+        _schema_file(f"{where}.schema", rule.schema)
+        _schema_file(f"{where}.output_schema", rule.output_schema)
         if rule.history_ttl > 0 and rule.history_size == 0:
             raise ConfigError(
                 f"{where}.history_ttl", "has no effect with history_size = 0 (no history kept)"
             )
+
+
+def _schema_file(field: str, path: str | None) -> None:
+    """Load and compile the file now, so ``wsguard config check`` reports a bad schema."""
+    if path is None:
+        return
+    from wsguard.schemas import load_schema
+
+    try:
+        load_schema(path)
+    except ValueError as exc:
+        raise ConfigError(field, str(exc)) from None
 
 
 def _check_grant(field: str, grant: str, pattern: ChannelPattern) -> None:

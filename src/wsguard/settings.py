@@ -127,6 +127,12 @@ class LimitsConfig:
     max_fragments: int = 128
     messages_per_second: float = 20.0
     burst: int = 40
+    # Inbound bytes per connection; the bucket holds two seconds' worth (at least one message).
+    bytes_per_second: int = 1048576
+    # Every connection of one user together (anonymous: of one client address).
+    user_messages_per_second: float = 50.0
+    user_burst: int = 100
+    user_bytes_per_second: int = 4194304
     max_connections: int = 10000
     max_connections_per_ip: int = 50
     max_connections_per_user: int = 20
@@ -140,6 +146,10 @@ class LimitsConfig:
     close_timeout: float = 5.0
     max_send_queue_bytes: int = 1048576
     max_violations: int = 5
+    # Refused messages older than this many seconds no longer count towards max_violations.
+    violation_window: float = 60.0
+    # Seconds an rpc handler may take before the caller gets 503 ``timeout``.
+    rpc_timeout: float = 10.0
     max_channels_per_connection: int = 128
     json_max_depth: int = 32
     compression: bool = False

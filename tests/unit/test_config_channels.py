@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from wsguard.codes import ReplyCode
 from wsguard.config import load_settings, render_settings
+from wsguard.core.codec import Violation
 from wsguard.exceptions import ConfigError
+from wsguard.schemas import compile_channel_schemas, load_schema
 from wsguard.settings import ChannelConfig, Settings
 
 
@@ -287,3 +290,171 @@ def test_render_round_trips_channels(tmp_path: Path):
     rendered = tmp_path / "rendered.toml"
     rendered.write_text(text)
     assert load_settings(rendered, env={}) == settings
+
+
+# ---------------------------------------------------------------- schema files
+
+
+def write_config(directory: Path, text: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "wsguard.toml"
+    path.write_text(text)
+    return path
+
+
+def test_relative_schema_paths_resolve_against_the_config_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    conf = tmp_path / "conf"
+    (conf / "schemas").mkdir(parents=True)
+    (conf / "schemas" / "in.json").write_text('{"type": "object"}')
+    (conf / "out.json").write_text('{"type": "object"}')
+    path = write_config(
+        conf, channels(OK + 'schema = "schemas/in.json"\noutput_schema = "out.json"')
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    rule = load_settings(path, env={}).channels[0]
+    assert rule.schema == str(conf / "schemas" / "in.json")
+    assert rule.output_schema == str(conf / "out.json")
+
+
+def test_relative_config_path_still_gives_absolute_schema_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "in.json").write_text("{}")
+    write_config(conf, channels(OK + 'schema = "in.json"'))
+    monkeypatch.chdir(tmp_path)
+    rule = load_settings("conf/wsguard.toml", env={}).channels[0]
+    assert rule.schema == str(conf / "in.json")
+
+
+def test_missing_relative_schema_names_the_resolved_path(tmp_path: Path):
+    path = write_config(tmp_path / "conf", channels(OK, 'pattern = "a:b"\nschema = "nope.json"'))
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    missing = tmp_path / "conf" / "nope.json"
+    assert str(info.value) == f'channels[1].schema: file not found: "{missing}"'
+    assert info.value.field == "channels[1].schema"
+
+
+def schema_error(tmp_path: Path, content: bytes, field: str = "schema") -> str:
+    schema = tmp_path / "s.json"
+    schema.write_bytes(content)
+    return error_of(tmp_path, channels(OK, f'pattern = "a:b"\n{field} = "s.json"'))
+
+
+@pytest.mark.parametrize("field", ["schema", "output_schema"])
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b'{"type": "object",}', "not valid JSON: Expecting property name enclosed in double"
+         " quotes (line 1, column 19)"),
+        (b"", "not valid JSON: Expecting value (line 1, column 1)"),
+        (b'{"type": "object", "type": "string"}', 'not valid JSON: duplicate key "type"'),
+        (b'{"minimum": NaN}', "not valid JSON: NaN is not JSON (RFC 8259 §6)"),
+        (b'{"minimum": 1e400}', "not valid JSON: number 1e400 is out of range"),
+        (b'{"a": "\xff"}', "not valid UTF-8"),
+        (b"[]", "must hold a JSON object (a JSON Schema), got an array"),
+        (b"true", "must hold a JSON object (a JSON Schema), got a boolean"),
+        (b"null", "must hold a JSON object (a JSON Schema), got null"),
+        (b'{"type": "strin"}', 'invalid JSON Schema at /type: "strin" is not valid under any'
+         " of the schemas listed in the 'anyOf' keyword"),
+    ],
+)  # fmt: skip
+def test_bad_schema_file_names_the_rule_field_and_file(
+    tmp_path: Path, field: str, content: bytes, problem: str
+):
+    shown = tmp_path / "s.json"
+    assert schema_error(tmp_path, content, field) == f'channels[1].{field}: "{shown}": {problem}'
+
+
+@pytest.mark.parametrize("field", ["schema", "output_schema"])
+def test_remote_ref_in_a_schema_file_is_refused(tmp_path: Path, field: str):
+    message = schema_error(tmp_path, b'{"$ref": "https://schemas.example.test/chat.json"}', field)
+    prefix = f'channels[1].{field}: "{tmp_path / "s.json"}": unresolvable reference: '
+    assert message.startswith(prefix)
+    assert "https://schemas.example.test/chat.json" in message
+    assert message.endswith(
+        "(wsguard fetches no schema over the network or from files: keep definitions in the"
+        ' document, under "$defs", and use a standard "$schema" draft)'
+    )
+
+
+def test_schema_file_nested_too_deeply_is_reported(tmp_path: Path):
+    message = schema_error(tmp_path, b'{"a": ' * 100_000 + b"1" + b"}" * 100_000)
+    assert (
+        message == f'channels[1].schema: "{tmp_path / "s.json"}": not valid JSON: nested too deeply'
+    )
+
+
+def test_schema_file_with_fractions_loads(tmp_path: Path):
+    (tmp_path / "s.json").write_text('{"type": "number", "multipleOf": 0.5, "maximum": 1e3}')
+    settings = load_text(tmp_path, channels(OK + 'schema = "s.json"'))
+    schema = compile_channel_schemas(settings)[0][0]
+    assert schema is not None
+    assert schema.check(999.5) is None
+    assert schema.check(1000.5) == Violation(
+        ReplyCode.UNPROCESSABLE, "invalid_data", "data: does not match the schema (maximum)"
+    )
+
+
+def test_unreadable_schema_file_is_reported(tmp_path: Path):
+    directory = tmp_path / "dir.json"
+    directory.mkdir()
+    message = error_of(tmp_path, channels(OK + 'schema = "dir.json"'))
+    assert message == f'channels[0].schema: cannot read "{directory}": Is a directory'
+
+
+def test_compile_channel_schemas_compiles_each_file_once(tmp_path: Path):
+    inbound = tmp_path / "in.json"
+    inbound.write_text('{"type": "object", "required": ["text"]}')
+    outbound = tmp_path / "out.json"
+    outbound.write_text('{"type": "object"}')
+    settings = load_text(
+        tmp_path,
+        channels(
+            OK + 'schema = "in.json"\noutput_schema = "out.json"',
+            'pattern = "a:b"',
+            'pattern = "c:d"\nschema = "in.json"',
+        ),
+    )
+    compiled = compile_channel_schemas(settings)
+    assert list(compiled) == [0, 1, 2]
+    assert compiled[1] == (None, None)
+    assert compiled[0][0] is compiled[2][0]
+    assert compiled[2][1] is None
+    inbound_schema, outbound_schema = compiled[0]
+    assert inbound_schema is not None
+    assert outbound_schema is not None
+    assert inbound_schema.check({}) == Violation(
+        ReplyCode.UNPROCESSABLE, "invalid_data", "data: does not match the schema (required)"
+    )
+    assert outbound_schema.check([]) == Violation(
+        ReplyCode.UNPROCESSABLE, "invalid_data", "data: does not match the schema (type)"
+    )
+
+
+def test_compile_channel_schemas_names_the_field_of_a_bad_file(tmp_path: Path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    settings = Settings(
+        channels=(
+            ChannelConfig(pattern="a:b"),
+            ChannelConfig(pattern="c:d", output_schema=str(bad)),
+        )
+    )
+    bad.write_text("[]")  # changed after the configuration was checked
+    with pytest.raises(ConfigError) as info:
+        compile_channel_schemas(settings)
+    assert str(info.value) == (
+        f'channels[1].output_schema: "{bad}": must hold a JSON object (a JSON Schema), got an array'
+    )
+
+
+def test_load_schema_raises_value_error(tmp_path: Path):
+    with pytest.raises(ValueError, match=r"^file not found: "):
+        load_schema(str(tmp_path / "none.json"))

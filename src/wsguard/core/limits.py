@@ -103,8 +103,8 @@ class KeyedRateLimiter:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def allow(self, key: str, now: float) -> bool:
-        """Take one token from ``key``'s bucket; return whether the event is allowed."""
+    def allow(self, key: str, now: float, cost: float = 1.0) -> bool:
+        """Take ``cost`` tokens from ``key``'s bucket; return whether the event is allowed."""
         buckets = self._buckets
         bucket = buckets.get(key)
         if bucket is None:
@@ -114,7 +114,7 @@ class KeyedRateLimiter:
                 self._evict(now)
         else:
             buckets.move_to_end(key)
-        return bucket.take(now)
+        return bucket.take(now, cost)
 
     def _evict(self, now: float) -> None:
         buckets = self._buckets
