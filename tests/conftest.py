@@ -57,7 +57,8 @@ async def start_server(audit: AuditRecorder) -> AsyncIterator[StartServer]:
         settings: Settings | None = None,
         session_factory: Any = None,
         env: dict[str, str] | None = None,
-        **sections: dict[str, Any],
+        monotonic: Callable[[], float] | None = None,
+        **sections: Any,
     ) -> Server:
         if settings is None:
             sections.setdefault("auth", {"required": False})
@@ -69,6 +70,7 @@ async def start_server(audit: AuditRecorder) -> AsyncIterator[StartServer]:
             audit=AuditLog(logger=logger),
             session_factory=session_factory,
             env=env if env is not None else {},
+            **({} if monotonic is None else {"monotonic": monotonic}),
         )
         await stack.enter_async_context(server)
         return server

@@ -11,17 +11,22 @@ from wsguard.exceptions import (
     ReplyError,
     WsGuardError,
 )
-from wsguard.settings import Settings
+from wsguard.server.lifecycle import Server
+from wsguard.server.rpc import RpcContext
+from wsguard.settings import ChannelConfig, Settings
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ChannelConfig",
     "ConfigError",
     "Disconnect",
     "HandshakeRejected",
     "InvalidState",
     "ProtocolError",
     "ReplyError",
+    "RpcContext",
+    "Server",
     "Settings",
     "WsGuardError",
     "__version__",

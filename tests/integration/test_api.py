@@ -10,9 +10,13 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from wsguard.audit import AuditLog
-from wsguard.exceptions import ConfigError
+from wsguard.brokers.base import Publication
+from wsguard.codes import ReplyCode
+from wsguard.exceptions import ConfigError, ReplyError
+from wsguard.metrics import Metrics
 from wsguard.server.api import MAX_BODY_BYTES, ApiServer
 from wsguard.testing import loopback_settings
 from wsguard.tickets import mint
@@ -33,11 +37,16 @@ UNAUTHORIZED = {
 
 
 class RecordingControl:
-    """Our own ``ApiControl`` interface, recorded; tickets come from the real ``mint``."""
+    """Our own ``ApiControl`` interface, recorded; tickets come from the real ``mint``, metrics
+    from the real ``Metrics``. Publications get offsets 1, 2, 3, ... in epoch ``ep-1``;
+    ``refusals`` names the channels ``publish`` refuses, and with what."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
         self.sockets = {"alice": 3}
+        self.subscribers: dict[str, int] = {}
+        self.refusals: dict[str, Exception] = {}
+        self.metrics = Metrics()
 
     def mint_ticket(
         self,
@@ -59,6 +68,17 @@ class RecordingControl:
     def disconnect(self, user: str, code: int) -> int:
         self.calls.append(("disconnect", user, code))
         return self.sockets.get(user, 0)
+
+    async def publish(self, channel: str, data: Any) -> Publication:
+        self.calls.append(("publish", channel, data))
+        if channel in self.refusals:
+            raise self.refusals[channel]
+        offset = sum(1 for call in self.calls if call[0] == "publish")
+        return Publication(channel, "ep-1", offset, orjson.dumps(data))
+
+    def channels(self) -> dict[str, int]:
+        self.calls.append(("channels",))
+        return dict(self.subscribers)
 
 
 class Api:
@@ -84,8 +104,12 @@ class Api:
             return resp.status, orjson.loads(raw), resp
 
 
-def bad_request(message: str) -> dict[str, Any]:
-    return {"ok": False, "error": {"code": 400, "reason": "bad_request", "message": message}}
+def bad_request(message: str, reason: str = "bad_request") -> dict[str, Any]:
+    return error(400, reason, message)
+
+
+def error(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": code, "reason": reason, "message": message}}
 
 
 @pytest.fixture
@@ -231,7 +255,6 @@ async def test_ticket_ttl_of_exactly_300_is_accepted(api: Api) -> None:
             {"user": "alice", "origin": ORIGIN, "admin": True},
             "body: unknown field; allowed: channels, origin, roles, ttl, user",
         ),
-        (["alice"], "body: must be a JSON object"),
     ],
     ids=[
         "no-user",
@@ -242,7 +265,6 @@ async def test_ticket_ttl_of_exactly_300_is_accepted(api: Api) -> None:
         "roles-str",
         "channels-int",
         "unknown-field",
-        "array",
     ],
 )
 async def test_ticket_with_a_bad_field_is_400_naming_it(
@@ -266,7 +288,29 @@ async def test_ticket_with_malformed_origin_is_400_from_the_minter(
 @pytest.mark.parametrize("raw", [b"{not json", b"", b'{"user": "alice",}', b"\xff\xfe"])
 async def test_invalid_json_is_400(api: Api, control: RecordingControl, raw: bytes) -> None:
     status, reply, _ = await api.call("POST", "/api/revoke", raw)
-    assert (status, reply) == (400, bad_request("body: must be valid JSON"))
+    assert (status, reply) == (400, bad_request("body: must be valid JSON", "bad_json"))
+    assert control.calls == []
+
+
+@pytest.mark.parametrize("path", ["/api/revoke", "/api/publish"])
+async def test_body_that_is_not_an_object_is_400(
+    api: Api, control: RecordingControl, path: str
+) -> None:
+    status, reply, _ = await api.call("POST", path, b'["alice"]')
+    assert (status, reply) == (400, bad_request("body: must be a JSON object", "bad_envelope"))
+    assert control.calls == []
+
+
+async def test_ticket_body_with_a_duplicate_user_key_is_400(
+    api: Api, control: RecordingControl
+) -> None:
+    # Which "user" wins depends on the parser; the strict codec refuses the ambiguity.
+    raw = b'{"user": "alice", "user": "admin", "origin": "https://app.example.com"}'
+    status, reply, _ = await api.call("POST", "/api/tickets", raw)
+    assert (status, reply) == (
+        400,
+        bad_request("body: duplicate key in an object", "duplicate_key"),
+    )
     assert control.calls == []
 
 
@@ -338,7 +382,7 @@ async def test_disconnect_code_outside_4000_4999_is_400(
     assert control.calls == []
 
 
-@pytest.mark.parametrize("path", ["/api/tickets", "/api/revoke", "/api/disconnect"])
+@pytest.mark.parametrize("path", ["/api/tickets", "/api/revoke", "/api/disconnect", "/api/publish"])
 async def test_get_on_an_endpoint_is_405(api: Api, control: RecordingControl, path: str) -> None:
     status, reply, resp = await api.call("GET", path)
     error = {"code": 405, "reason": "method_not_allowed", "message": "use POST"}
@@ -347,7 +391,20 @@ async def test_get_on_an_endpoint_is_405(api: Api, control: RecordingControl, pa
     assert control.calls == []
 
 
-@pytest.mark.parametrize("path", ["/api/nothing", "/", "/api/tickets/", "/metrics"])
+@pytest.mark.parametrize("path", ["/api/channels", "/metrics"])
+async def test_post_on_a_get_endpoint_is_405(
+    api: Api, control: RecordingControl, path: str
+) -> None:
+    status, reply, resp = await api.call("POST", path, {"user": "alice"})
+    error = {"code": 405, "reason": "method_not_allowed", "message": "use GET"}
+    assert (status, reply) == (405, {"ok": False, "error": error})
+    assert resp.headers["Allow"] == "GET"
+    assert control.calls == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/nothing", "/", "/api/tickets/", "/metrics/", "/api/metrics"]
+)
 async def test_unknown_path_is_404(api: Api, path: str) -> None:
     status, reply, _ = await api.call("POST", path, {"user": "alice"})
     error = {"code": 404, "reason": "not_found", "message": "no such endpoint"}
@@ -393,3 +450,262 @@ async def test_key_and_ticket_never_reach_the_logs(
     # ...and hold neither secrets nor bodies.
     for secret in (KEY, KEY[:-1], ticket, "body-marker", "{broken"):
         assert secret not in caplog.text
+
+
+# --- POST /api/publish ---------------------------------------------------------------------
+
+
+async def test_publish_returns_the_stream_position_and_passes_the_data_unchanged(
+    api: Api, control: RecordingControl
+) -> None:
+    data = {"text": "hi", "n": [1, 2.5, None, True], "nested": {"a": {"b": "c"}}}
+    status, reply, _ = await api.call("POST", "/api/publish", {"channel": "chat:1", "data": data})
+    assert (status, reply) == (200, {"ok": True, "result": {"epoch": "ep-1", "offset": 1}})
+    status, reply, _ = await api.call("POST", "/api/publish", {"channel": "chat:1", "data": "x"})
+    assert (status, reply) == (200, {"ok": True, "result": {"epoch": "ep-1", "offset": 2}})
+    assert control.calls == [("publish", "chat:1", data), ("publish", "chat:1", "x")]
+
+
+async def test_publish_of_null_data_is_a_publication(api: Api, control: RecordingControl) -> None:
+    status, _, _ = await api.call("POST", "/api/publish", {"channel": "chat:1", "data": None})
+    assert status == 200
+    assert control.calls == [("publish", "chat:1", None)]
+
+
+CHANNEL_PROBLEM = "channel: must be a non-empty string of at most 255 characters"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"data": 1}, CHANNEL_PROBLEM),
+        ({"channel": "", "data": 1}, CHANNEL_PROBLEM),
+        ({"channel": 7, "data": 1}, CHANNEL_PROBLEM),
+        ({"channel": ["chat:1"], "data": 1}, CHANNEL_PROBLEM),
+        ({"channel": "c" * 256, "data": 1}, CHANNEL_PROBLEM),
+        ({"channel": "chat:1"}, "data: must be present (any JSON value, null included)"),
+        (
+            {"channel": "chat:1", "data": 1, "user": "alice"},
+            "body: unknown field; allowed: channel, data",
+        ),
+        ({}, CHANNEL_PROBLEM),
+    ],
+    ids=["no-channel", "empty", "int", "list", "long", "no-data", "unknown-field", "empty-body"],
+)
+async def test_publish_with_a_bad_field_is_400_naming_it(
+    api: Api, control: RecordingControl, body: Any, message: str
+) -> None:
+    status, reply, _ = await api.call("POST", "/api/publish", body)
+    assert (status, reply) == (400, bad_request(message))
+    assert control.calls == []
+
+
+def nested(levels: int) -> bytes:
+    """A publish body whose ``data`` adds ``levels`` nested arrays below the top object."""
+    return b'{"channel": "chat:1", "data": ' + b"[" * levels + b"]" * levels + b"}"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "message"),
+    [
+        (b'{"channel": "chat:1", "data": NaN}', "bad_json", "body: must be valid JSON"),
+        (b'{"channel": "chat:1", "data": Infinity}', "bad_json", "body: must be valid JSON"),
+        (b'{"channel": "chat:1", "data": 1,}', "bad_json", "body: must be valid JSON"),
+        (b'{"channel": "chat:1", "data": "\xff"}', "bad_json", "body: must be valid JSON"),
+        (
+            b'{"channel": "public", "channel": "admin", "data": 1}',
+            "duplicate_key",
+            "body: duplicate key in an object",
+        ),
+        (
+            b'{"channel": "chat:1", "data": {"role": "user", "role": "admin"}}',
+            "duplicate_key",
+            "body: duplicate key in an object",
+        ),
+        (
+            b'{"channel": "chat:1", "data": {"a": [{"__proto__": {"isAdmin": true}}]}}',
+            "forbidden_key",
+            "body: forbidden key __proto__",
+        ),
+        (
+            b'{"channel": "chat:1", "data": {"constructor": {"prototype": 1}}}',
+            "forbidden_key",
+            "body: forbidden key constructor",
+        ),
+        (
+            b'{"channel": "chat:1", "data": 9007199254740992}',
+            "number_out_of_range",
+            "body: number outside the exactly representable range",
+        ),
+        (nested(32), "too_deep", "body: nesting deeper than 32 levels"),
+    ],
+    ids=[
+        "nan",
+        "infinity",
+        "trailing-comma",
+        "bad-utf8",
+        "duplicate-channel",
+        "duplicate-in-data",
+        "proto",
+        "constructor",
+        "unsafe-integer",
+        "too-deep",
+    ],
+)
+async def test_publish_body_refused_by_the_strict_codec_is_400_with_its_reason(
+    api: Api, control: RecordingControl, raw: bytes, reason: str, message: str
+) -> None:
+    status, reply, _ = await api.call("POST", "/api/publish", raw)
+    assert (status, reply) == (400, bad_request(message, reason))
+    assert control.calls == []
+
+
+async def test_publish_body_at_the_configured_depth_limit_is_accepted(
+    api: Api, control: RecordingControl
+) -> None:
+    # The top-level object is level 1: 31 arrays below it make exactly json_max_depth = 32.
+    status, _, _ = await api.call("POST", "/api/publish", nested(31))
+    assert status == 200
+    assert len(control.calls) == 1
+
+
+async def test_publish_depth_limit_follows_the_settings(
+    control: RecordingControl,
+) -> None:
+    settings = loopback_settings(api={"port": 0}, limits={"json_max_depth": 3})
+    async with ApiServer(settings, control, env=ENV) as server, aiohttp.ClientSession() as http:
+        api = Api(server, http)
+        assert (await api.call("POST", "/api/publish", nested(2)))[0] == 200
+        status, reply, _ = await api.call("POST", "/api/publish", nested(3))
+    assert (status, reply) == (400, bad_request("body: nesting deeper than 3 levels", "too_deep"))
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        ReplyError(400, "bad_channel", "channel: bad character"),
+        ReplyError(404, "unknown_channel", "no channel rule matches"),
+        ReplyError(422, "invalid_data", "data.items[2]: does not match the schema (minimum)"),
+        ReplyError(422, "bad_output", "data: does not match the output schema (required)"),
+        ReplyError(503, "unavailable", "the broker is unavailable"),
+        ReplyError(ReplyCode.NOT_FOUND, "unknown_channel", "no channel rule matches"),
+    ],
+    ids=lambda e: f"{type(e.code).__name__}-{int(e.code)}-{e.reason}",
+)
+async def test_publish_refused_by_the_server_answers_its_code_reason_and_message(
+    api: Api, control: RecordingControl, refusal: ReplyError
+) -> None:
+    control.refusals["chat:1"] = refusal
+    status, reply, _ = await api.call("POST", "/api/publish", {"channel": "chat:1", "data": 1})
+    assert (status, reply) == (refusal.code, error(refusal.code, refusal.reason, refusal.message))
+    assert control.calls == [("publish", "chat:1", 1)]
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        ReplyError(200, "fine"),
+        ReplyError(42, "odd"),
+        ReplyError(True, "bool"),
+        ReplyError(400, "Peer <text>"),
+    ],
+    ids=["200", "42", "bool", "bad-reason"],
+)
+async def test_publish_refusal_that_is_not_an_error_reply_is_500(
+    api: Api, control: RecordingControl, refusal: ReplyError
+) -> None:
+    control.refusals["chat:1"] = refusal
+    status, reply, _ = await api.call("POST", "/api/publish", {"channel": "chat:1", "data": 1})
+    assert (status, reply) == (500, error(500, "internal_error", "internal error"))
+
+
+async def test_publish_failing_unexpectedly_is_500_without_the_exception_text(
+    api: Api, control: RecordingControl, caplog: pytest.LogCaptureFixture
+) -> None:
+    control.refusals["chat:1"] = RuntimeError("secret-detail")
+    status, reply, _ = await api.call("POST", "/api/publish", {"channel": "chat:1", "data": 1})
+    assert (status, reply) == (500, error(500, "internal_error", "internal error"))
+    assert "secret-detail" in caplog.text  # logged for the operator, never sent
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/api/publish"), ("GET", "/api/channels"), ("GET", "/metrics")],
+)
+@pytest.mark.parametrize("key", [None, "wrong", KEY[:-1]], ids=["none", "wrong", "all-but-last"])
+async def test_new_endpoints_without_the_right_key_are_401_and_reach_nothing(
+    api: Api, control: RecordingControl, method: str, path: str, key: str | None
+) -> None:
+    body = {"channel": "chat:1", "data": 1} if method == "POST" else None
+    status, reply, resp = await api.call(method, path, body, key=key)
+    assert (status, reply) == (401, UNAUTHORIZED)
+    assert resp.headers["WWW-Authenticate"] == "Bearer"
+    assert control.calls == []
+
+
+# --- GET /api/channels -----------------------------------------------------------------------
+
+
+async def test_channels_are_listed_sorted_by_name(api: Api, control: RecordingControl) -> None:
+    control.subscribers = {"room:b": 2, "room:a": 5, "chat:9": 1, "chat:10": 7}
+    status, reply, _ = await api.call("GET", "/api/channels")
+    assert status == 200
+    assert reply == {
+        "ok": True,
+        "result": {
+            "channels": [
+                {"channel": "chat:10", "subscribers": 7},
+                {"channel": "chat:9", "subscribers": 1},
+                {"channel": "room:a", "subscribers": 5},
+                {"channel": "room:b", "subscribers": 2},
+            ]
+        },
+    }
+
+
+async def test_no_channels_is_an_empty_list(api: Api) -> None:
+    status, reply, _ = await api.call("GET", "/api/channels")
+    assert (status, reply) == (200, {"ok": True, "result": {"channels": []}})
+
+
+# --- GET /metrics ----------------------------------------------------------------------------
+
+
+async def test_metrics_are_the_servers_prometheus_text(api: Api, control: RecordingControl) -> None:
+    control.metrics.connection_opened()
+    control.metrics.connection_opened()
+    control.metrics.rejected("message", "rate_limited")
+    async with api.http.get(
+        api.base + "/metrics", headers={"Authorization": f"Bearer {KEY}"}
+    ) as resp:
+        body = await resp.text()
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        assert "Server" not in resp.headers
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
+    assert samples["wsguard_connections", ()] == 2
+    assert (
+        samples["wsguard_rejections_total", (("reason", "rate_limited"), ("stage", "message"))] == 1
+    )
+
+
+async def test_audit_names_the_published_channel_but_not_the_data(
+    api: Api, audit: AuditRecorder
+) -> None:
+    body = {"channel": "chat:1", "data": "data-marker"}
+    await api.call("POST", "/api/publish", body)
+    await api.call("GET", "/api/channels")
+    calls = [
+        {k: e.get(k) for k in ("event", "endpoint", "status", "channel")} for e in audit.events
+    ]
+    assert calls == [
+        {"event": "api_call", "endpoint": "/api/publish", "status": 200, "channel": "chat:1"},
+        {"event": "api_call", "endpoint": "/api/channels", "status": 200, "channel": None},
+    ]
+    assert not any("data-marker" in line for line in audit.lines)

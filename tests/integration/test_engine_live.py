@@ -208,7 +208,16 @@ async def test_idle_connection_is_closed_1001_after_idle_timeout(start_server):
 
 
 async def test_peer_that_does_not_read_is_paused_and_others_keep_working(start_server):
-    server = await start_server(auth={"required": False}, limits={"messages_per_second": 1e6})
+    # Every rate budget out of the way: this peer's pings are all valid, it just never reads.
+    unlimited = {
+        "messages_per_second": 1e6,
+        "burst": 1_000_000,
+        "user_messages_per_second": 1e6,
+        "user_burst": 1_000_000,
+        "bytes_per_second": 1 << 30,
+        "user_bytes_per_second": 1 << 30,
+    }
+    server = await start_server(auth={"required": False}, limits=unlimited)
     port = server.port
     # A small receive buffer (set before connecting) so the server's replies back up quickly.
     hog = await open_raw(port, rcvbuf=4096)

@@ -31,6 +31,9 @@ async def test_aiohttp_client_from_same_origin_gets_welcome_and_pong(start_serve
         http.ws_connect(url, origin=f"http://127.0.0.1:{server.port}") as ws,
     ):
         welcome = await ws.receive_json(timeout=5)
+        client_id = welcome.pop("client")
+        assert isinstance(client_id, str)
+        assert len(client_id) == 16  # 12 random bytes, base64url
         assert welcome == {
             "push": "welcome",
             "server": "wsguard",

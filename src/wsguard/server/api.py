@@ -1,7 +1,9 @@
 """The internal API: a separate, key-protected HTTP listener for the app's backend (DESIGN.md §8).
 
-Mints tickets, revokes users and disconnects their sockets. It binds 127.0.0.1 by default:
-anyone who reaches it with the key can act as any user, so keep it off the public network.
+Publishes to channels, lists them, mints tickets, revokes users, disconnects their sockets and
+serves the Prometheus metrics. It binds 127.0.0.1 by default: anyone who reaches it with the key
+can act as any user, so keep it off the public network. The reference is
+``docs/reference/internal-api.md``.
 
 Rules:
 
@@ -9,8 +11,10 @@ Rules:
   the environment variable ``api.key_env`` names, is at least ``MIN_KEY_BYTES`` long (a short
   key can be guessed) and is compared in constant time (a timing oracle would leak it byte by
   byte). Authentication comes before routing, so an unauthenticated caller learns no route.
-- Bodies are bounded by ``MAX_BODY_BYTES`` (memory DoS) and validated field by field; errors are
-  generic JSON replies in the wire protocol's shape (DESIGN.md §6), never exception text.
+- Bodies are bounded by ``MAX_BODY_BYTES`` (memory DoS), decoded by the same strict codec as
+  WebSocket messages (duplicate keys, ``NaN``, deep nesting and ``__proto__`` keys are refused
+  with the codec's reason) and validated field by field; errors are generic JSON replies in the
+  wire protocol's shape (DESIGN.md §6), never exception text.
 - The key, tickets and request bodies are never logged; one audit event per call.
 """
 
@@ -19,16 +23,22 @@ from __future__ import annotations
 import hmac
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import orjson
 from aiohttp import hdrs, web
 
 from wsguard.audit import AuditLog
+from wsguard.brokers.base import Publication
 from wsguard.config import is_loopback_host, read_secret
 from wsguard.core.auth.payload import is_number
-from wsguard.exceptions import ConfigError
+from wsguard.core.channels import MAX_CHANNEL_LENGTH
+from wsguard.core.codec import Violation, decode
+from wsguard.exceptions import ConfigError, ReplyError
+from wsguard.metrics import Metrics
 from wsguard.settings import Settings
 
 __all__ = ["MAX_BODY_BYTES", "MAX_TICKET_TTL", "MIN_KEY_BYTES", "ApiControl", "ApiServer"]
@@ -62,6 +72,21 @@ class ApiControl(Protocol):
     def disconnect(self, user: str, code: int) -> int:
         """Close every socket of ``user`` with ``code``; return how many."""
 
+    async def publish(self, channel: str, data: Any) -> Publication:
+        """Publish ``data`` to ``channel`` through the channel's schemas and encoding.
+
+        Raises:
+            ReplyError: 400 ``bad_channel``, 404 ``unknown_channel``, 422 ``invalid_data`` or
+                ``bad_output``, 503 ``unavailable``; the API answers with that code.
+        """
+
+    def channels(self) -> dict[str, int]:
+        """Return the local subscriber count of every channel with a local subscriber."""
+
+    @property
+    def metrics(self) -> Metrics:
+        """The server's metrics, served on ``GET /metrics``."""
+
 
 class _ApiError(Exception):
     def __init__(
@@ -84,10 +109,10 @@ def _bad(field: str, problem: str) -> _ApiError:
     return _ApiError(400, "bad_request", f"{field}: {problem}")
 
 
-def _string(body: Mapping[str, Any], field: str) -> str:
+def _string(body: Mapping[str, Any], field: str, limit: int = _MAX_USER_LENGTH) -> str:
     value = body.get(field)
-    if not isinstance(value, str) or not 1 <= len(value) <= _MAX_USER_LENGTH:
-        raise _bad(field, f"must be a non-empty string of at most {_MAX_USER_LENGTH} characters")
+    if not isinstance(value, str) or not 1 <= len(value) <= limit:
+        raise _bad(field, f"must be a non-empty string of at most {limit} characters")
     return value
 
 
@@ -103,8 +128,17 @@ def _read_key(name: str, env: Mapping[str, str]) -> bytes:
 
 
 _CHALLENGE: Final = {"WWW-Authenticate": "Bearer"}
-_Handler = Callable[[str, Mapping[str, Any]], dict[str, object]]
 _TICKET_FIELDS: Final = frozenset({"user", "origin", "ttl", "roles", "channels"})
+# A handler returns the ``result`` of a JSON reply, or a whole response (``/metrics``).
+_Handler = Callable[[Mapping[str, Any]], Awaitable[dict[str, object] | web.Response]]
+_REPLY_REASON: Final = re.compile(r"[a-z_]{1,40}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    method: str  # "POST" (JSON body with ``fields``) or "GET" (HEAD too; no body read)
+    handler: _Handler
+    fields: frozenset[str] = frozenset()
 
 
 class ApiServer:
@@ -137,10 +171,13 @@ class ApiServer:
         self._audit = audit or AuditLog(enabled=settings.log.audit)
         self._key = b""
         self._runner: web.AppRunner | None = None
-        self._routes: dict[str, tuple[_Handler, frozenset[str]]] = {
-            "/api/tickets": (self._tickets, _TICKET_FIELDS),
-            "/api/revoke": (self._revoke, frozenset({"user"})),
-            "/api/disconnect": (self._disconnect, frozenset({"user", "code"})),
+        self._routes: dict[str, _Route] = {
+            "/api/publish": _Route("POST", self._publish, frozenset({"channel", "data"})),
+            "/api/channels": _Route("GET", self._channels),
+            "/api/tickets": _Route("POST", self._tickets, _TICKET_FIELDS),
+            "/api/revoke": _Route("POST", self._revoke, frozenset({"user"})),
+            "/api/disconnect": _Route("POST", self._disconnect, frozenset({"user", "code"})),
+            "/metrics": _Route("GET", self._metrics),
         }
 
     async def start(self) -> None:
@@ -205,17 +242,27 @@ class ApiServer:
             return _ApiError(405, "method_not_allowed", "use GET", {"Allow": "GET"}).response()
         route = self._routes.get(request.path)
         user: str | None = None
+        channel: str | None = None
         try:
             if not self._authorized(request):
                 raise _ApiError(401, "unauthorized", "a valid API key is required", _CHALLENGE)
             if route is None:
                 raise _ApiError(404, "not_found", "no such endpoint")
-            if request.method != "POST":
-                raise _ApiError(405, "method_not_allowed", "use POST", {"Allow": "POST"})
-            handler, fields = route
-            body = await _read_object(request, fields)
-            user = _string(body, "user")
-            response = _reply(200, {"ok": True, "result": handler(user, body)})
+            if request.method not in _METHODS[route.method]:
+                allow = {"Allow": route.method}
+                raise _ApiError(405, "method_not_allowed", f"use {route.method}", allow)
+            body: dict[str, Any] = {}
+            if route.method == "POST":
+                body = await _read_object(request, route.fields, self._max_depth)
+            if "user" in route.fields:
+                user = _string(body, "user")
+            if "channel" in route.fields:
+                channel = _string(body, "channel", MAX_CHANNEL_LENGTH)
+            result = await route.handler(body)
+            if isinstance(result, web.Response):
+                response = result
+            else:
+                response = _reply(200, {"ok": True, "result": result})
         except _ApiError as exc:
             response = exc.response()
         except Exception:
@@ -223,12 +270,40 @@ class ApiServer:
             response = _ApiError(500, "internal_error", "internal error").response()
         endpoint = request.path if route else "unknown"
         self._audit.emit(
-            "api_call", endpoint=endpoint, status=response.status, user=user, peer=request.remote
+            "api_call",
+            endpoint=endpoint,
+            status=response.status,
+            user=user,
+            channel=channel,
+            peer=request.remote,
         )
         return response
 
-    def _tickets(self, user: str, body: Mapping[str, Any]) -> dict[str, object]:
-        origin = _string(body, "origin")
+    @property
+    def _max_depth(self) -> int:
+        return self.settings.limits.json_max_depth
+
+    async def _publish(self, body: Mapping[str, Any]) -> dict[str, object]:
+        channel = _string(body, "channel", MAX_CHANNEL_LENGTH)
+        if "data" not in body:
+            raise _bad("data", "must be present (any JSON value, null included)")
+        try:
+            publication = await self._control.publish(channel, body["data"])
+        except ReplyError as exc:
+            raise _refused(exc) from None
+        return {"epoch": publication.epoch, "offset": publication.offset}
+
+    async def _channels(self, body: Mapping[str, Any]) -> dict[str, object]:
+        counts = self._control.channels()
+        listing = [{"channel": name, "subscribers": counts[name]} for name in sorted(counts)]
+        return {"channels": listing}
+
+    async def _metrics(self, body: Mapping[str, Any]) -> web.Response:
+        text, content_type = self._control.metrics.render()
+        return web.Response(status=200, body=text, headers={hdrs.CONTENT_TYPE: content_type})
+
+    async def _tickets(self, body: Mapping[str, Any]) -> dict[str, object]:
+        user, origin = _string(body, "user"), _string(body, "origin")
         ttl = body.get("ttl")
         if ttl is not None and not (is_number(ttl) and 0 < ttl <= MAX_TICKET_TTL):
             raise _bad("ttl", f"must be a number of seconds, 0 < ttl <= {MAX_TICKET_TTL:g}")
@@ -243,10 +318,11 @@ class ApiServer:
         expires_in = self.settings.auth.ticket.ttl if ttl is None else ttl
         return {"ticket": ticket, "expires_in": expires_in}
 
-    def _revoke(self, user: str, body: Mapping[str, Any]) -> dict[str, object]:
-        return {"closed": self._control.revoke(user)}
+    async def _revoke(self, body: Mapping[str, Any]) -> dict[str, object]:
+        return {"closed": self._control.revoke(_string(body, "user"))}
 
-    def _disconnect(self, user: str, body: Mapping[str, Any]) -> dict[str, object]:
+    async def _disconnect(self, body: Mapping[str, Any]) -> dict[str, object]:
+        user = _string(body, "user")
         code = body.get("code", _DEFAULT_DISCONNECT_CODE)
         # Only the application range (DESIGN.md §6): RFC 6455 codes mean protocol events.
         if not (is_number(code) and isinstance(code, int) and 4000 <= code <= 4999):
@@ -254,7 +330,31 @@ class ApiServer:
         return {"closed": self._control.disconnect(user, code)}
 
 
-async def _read_object(request: web.Request, fields: frozenset[str]) -> dict[str, Any]:
+_METHODS: Final = {"POST": frozenset({"POST"}), "GET": frozenset({"GET", "HEAD"})}
+
+
+def _refused(exc: ReplyError) -> _ApiError:
+    """Map a refusal of the server to the HTTP status its reply code mirrors."""
+    code, reason = exc.code, exc.reason
+    # ``code`` is usually a ``ReplyCode``, an ``int`` subclass; ``bool`` is one too, not a code.
+    valid = isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599
+    if not (valid and isinstance(reason, str) and _REPLY_REASON.fullmatch(reason)):
+        # Not one of ours: a bug somewhere; fail closed without echoing it.
+        log.error("internal API: unexpected ReplyError %r %r", code, reason)
+        return _ApiError(500, "internal_error", "internal error")
+    return _ApiError(int(code), reason, exc.message)
+
+
+# The codec's message for these two speaks of WebSocket messages; the body gets its own.
+_BODY_MESSAGES: Final = {
+    "bad_json": "body: must be valid JSON",
+    "bad_envelope": "body: must be a JSON object",
+}
+
+
+async def _read_object(
+    request: web.Request, fields: frozenset[str], max_depth: int
+) -> dict[str, Any]:
     length = request.content_length
     too_large = _ApiError(413, "too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
     if length is not None and length > MAX_BODY_BYTES:
@@ -266,11 +366,13 @@ async def _read_object(request: web.Request, fields: frozenset[str]) -> dict[str
     if len(raw) > MAX_BODY_BYTES:
         raise too_large
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise _bad("body", "must be valid JSON") from None
-    if not isinstance(body, dict):
-        raise _bad("body", "must be a JSON object")
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _ApiError(400, "bad_json", _BODY_MESSAGES["bad_json"]) from None
+    body = decode(text, max_depth=max_depth)
+    if isinstance(body, Violation):
+        message = _BODY_MESSAGES.get(body.reason, f"body: {body.message}")
+        raise _ApiError(400, body.reason, message)
     if not body.keys() <= fields:
         raise _bad("body", "unknown field; allowed: " + ", ".join(sorted(fields)))
     return body

@@ -44,7 +44,7 @@ class AuthFlow:
         clock: wall-clock time (credential expiries are wall-clock).
     """
 
-    __slots__ = ("_busy", "_clock", "_config", "_on_authenticated", "_task", "_timer", "conn")
+    __slots__ = ("_clock", "_config", "_on_authenticated", "_timer", "conn")
 
     def __init__(
         self,
@@ -58,8 +58,6 @@ class AuthFlow:
         self._on_authenticated = on_authenticated
         self._clock = clock
         self._timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._busy = False
 
     def start(self) -> None:
         """Arm the expiry timers for the current principal."""
@@ -69,57 +67,40 @@ class AuthFlow:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
 
-    def handle(self, msg_id: object, message: Mapping[str, Any], *, refresh: bool) -> None:
-        """Start checking the credential of an ``auth`` (``refresh=False``) or ``refresh``
-        message; the reply follows when the check (and a ticket's consumption) is done."""
-        if self._busy:
-            error = {"code": 409, "reason": "auth_in_progress", "message": "wait for the reply"}
-            self.conn.send_text(orjson.dumps({"id": msg_id, "ok": False, "error": error}))
-            return
-        self._busy = True
-        self._task = asyncio.get_running_loop().create_task(self._check(msg_id, message, refresh))
-
-    async def _check(self, msg_id: object, message: Mapping[str, Any], refresh: bool) -> None:
+    async def run(self, msg_id: object, message: Mapping[str, Any], *, refresh: bool) -> bool:
+        """Check the credential of an ``auth`` (``refresh=False``) or ``refresh`` message and
+        reply; True when the new principal is bound. The session awaits this in message
+        order, so the next message is authorized with the principal this one left."""
         conn = self.conn
-        try:
-            result = await conn.auth.authenticate_message(message, conn.origin)
-            if (
-                isinstance(result, Principal)
-                and refresh
-                and result.user_id != conn.principal.user_id
-            ):
-                # A refresh may renew or change roles, never switch users.
-                result = Reject(403, "Forbidden", "refresh_user_mismatch")
-            if isinstance(result, Principal):
-                bound = conn.set_principal(result)
-                if bound is not None:
-                    result = bound
-            if isinstance(result, Reject):
-                self._refuse(msg_id, result, refresh)
-                return
-            expires_in = None
-            if result.expires_at is not None:
-                expires_in = max(0.0, round(result.expires_at - self._clock(), 3))
-            conn.send_text(
-                orjson.dumps(
-                    {
-                        "id": msg_id,
-                        "ok": True,
-                        "result": {"user": result.user_id, "expires_in": expires_in},
-                    }
-                )
+        result = await conn.auth.authenticate_message(message, conn.origin)
+        if isinstance(result, Principal) and refresh and result.user_id != conn.principal.user_id:
+            # A refresh may renew or change roles, never switch users.
+            result = Reject(403, "Forbidden", "refresh_user_mismatch")
+        if isinstance(result, Principal):
+            bound = conn.set_principal(result)
+            if bound is not None:
+                result = bound
+        if isinstance(result, Reject):
+            self._refuse(msg_id, result, refresh)
+            return False
+        expires_in = None
+        if result.expires_at is not None:
+            expires_in = max(0.0, round(result.expires_at - self._clock(), 3))
+        conn.send_text(
+            orjson.dumps(
+                {
+                    "id": msg_id,
+                    "ok": True,
+                    "result": {"user": result.user_id, "expires_in": expires_in},
+                }
             )
-            conn.audit("refreshed" if refresh else "authenticated", auth=result.method)
-            self._arm(result)
-            if not refresh:
-                self._on_authenticated()
-        finally:
-            self._busy = False
-            self._task = None
+        )
+        conn.audit("refreshed" if refresh else "authenticated", auth=result.method)
+        self._arm(result)
+        if not refresh:
+            self._on_authenticated()
+        return True
 
     def _refuse(self, msg_id: object, reject: Reject, refresh: bool) -> None:
         conn = self.conn

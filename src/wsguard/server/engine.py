@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from wsguard.auth import AuthService
     from wsguard.core.decisions import Principal, Reject
+    from wsguard.server.services import Services
 
 __all__ = ["Connection", "Session", "SessionFactory"]
 
@@ -30,6 +31,27 @@ class Connection(Protocol):
     @property
     def auth(self) -> AuthService:
         """The server's authentication service (first-message and refresh credentials)."""
+
+    @property
+    def services(self) -> Services:
+        """Channel rules, broker, hub, rpc methods, metrics: what every connection shares."""
+
+    @property
+    def client_ip(self) -> str:
+        """The client's address (from a trusted proxy's header when configured)."""
+
+    def pause_reading(self) -> None:
+        """Stop reading from the peer until ``resume_reading`` (the session is behind)."""
+
+    def resume_reading(self) -> None: ...
+
+    def push_frame(self, frame: bytes, payload: bytes) -> bool:
+        """Queue a text frame built once for many connections (``payload`` is its content,
+        for connections that must frame it themselves); True when the caller must arrange
+        a ``flush_pushes`` later in this event loop pass."""
+
+    def flush_pushes(self) -> None:
+        """Write what ``push_frame`` queued."""
 
     def set_principal(self, principal: Principal) -> Reject | None:
         """Bind a new principal; ``None`` on success, else the refusal."""

@@ -15,13 +15,16 @@ from typing import Any
 
 from wsguard.audit import AuditLog
 from wsguard.auth import AuthService
-from wsguard.brokers.base import TicketStore
-from wsguard.brokers.memory import MemoryTicketStore
+from wsguard.brokers.base import Broker, Publication, TicketStore
+from wsguard.brokers.memory import MemoryBroker, MemoryTicketStore
 from wsguard.codes import CloseCode
 from wsguard.exceptions import ConfigError
+from wsguard.metrics import Metrics
 from wsguard.server.engine import SessionFactory
 from wsguard.server.listener import WsConnection
 from wsguard.server.responses import Page
+from wsguard.server.rpc import RpcHandler
+from wsguard.server.services import Services
 from wsguard.server.session import EchoSession, ProtocolSession
 from wsguard.server.state import ServerState
 from wsguard.server.tls import build_ssl_context
@@ -98,6 +101,8 @@ class Server:
         pages: Mapping[str, Page] | None = None,
         env: Mapping[str, str] | None = None,
         tickets: TicketStore | None = None,
+        broker: Broker | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         from wsguard.config import is_loopback_host
         from wsguard.core.handshake import HandshakePipeline
@@ -113,6 +118,17 @@ class Server:
             loopback_bound=is_loopback_host(settings.server.host),
             authenticators=auth.authenticators,
         )
+        if broker is None and not settings.broker.url.startswith("memory:"):
+            # Never run on the wrong broker quietly: N nodes on N memories lose messages.
+            raise ConfigError(
+                "broker.url", "the Redis broker is not available in this release; use memory://"
+            )
+        self._owns_broker = broker is None
+        self.metrics = Metrics()
+        # Raises ConfigError for a schema file that cannot be read (config check said so).
+        self.services = Services(
+            settings, broker or MemoryBroker(monotonic), self.metrics, monotonic
+        )
         self._state = ServerState(
             settings,
             pipeline,
@@ -120,11 +136,51 @@ class Server:
             session_factory,
             clock,
             auth,
+            self.services,
             _extensions(settings),
             pages,
         )
         self._server: asyncio.Server | None = None
         self.port = settings.server.port
+
+    # ------------------------------------------------------------------ channels and rpc
+
+    async def publish(self, channel: str, data: Any) -> Publication:
+        """Publish ``data`` on ``channel`` as the server: the channel's schemas and encoding
+        apply (DESIGN.md §5), its grants do not.
+
+        Raises:
+            ReplyError: 400 ``bad_channel``, 404 ``unknown_channel``, 422 ``invalid_data`` or
+                ``bad_output``, 503 ``unavailable``.
+        """
+        services = self.services
+        return await services.publish(services.rule(channel), channel, data, trusted=True)
+
+    def rpc(
+        self,
+        name: str,
+        *,
+        allow: Sequence[str] = ("authenticated",),
+        schema: Mapping[str, Any] | None = None,
+        output_schema: Mapping[str, Any] | None = None,
+    ) -> Callable[[RpcHandler], RpcHandler]:
+        """Register an rpc method (a decorator); see ``wsguard.server.rpc``.
+
+        Raises:
+            ValueError: a bad name or grant, a name taken, a schema that does not compile.
+        """
+
+        def register(handler: RpcHandler) -> RpcHandler:
+            self.services.rpc.register(
+                name, handler, allow=allow, schema=schema, output_schema=output_schema
+            )
+            return handler
+
+        return register
+
+    def channels(self) -> dict[str, int]:
+        """Channels with local subscribers, and how many."""
+        return self.services.hub.counts()
 
     # ------------------------------------------------------------------ control (internal API)
 
@@ -234,6 +290,9 @@ class Server:
             self._server = None
         if state.auth.jwks is not None:
             await state.auth.jwks.stop()
+        await self.services.close()
+        if self._owns_broker:
+            await self.services.broker.close()
 
     async def __aenter__(self) -> Server:
         await self.start()

@@ -30,6 +30,7 @@ from wsguard.server.state import ServerState
 if TYPE_CHECKING:
     from wsguard.auth import AuthService
     from wsguard.server.engine import Session
+    from wsguard.server.services import Services
 
 __all__ = ["WsConnection"]
 
@@ -37,6 +38,7 @@ _OP_TEXT, _OP_BINARY, _OP_CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 _OP_PONG = Opcode.PONG
 # Reading pauses when this much is waiting to be written (the peer reads slower than it sends).
 _WRITE_HIGH_WATER = 64 * 1024
+_PAUSED_WRITING, _PAUSED_SESSION, _PAUSED_HANDSHAKE = 1, 2, 4
 # websockets' own logger would log every open/close at INFO; the audit log does that for us.
 _ENGINE_LOGGER = logging.getLogger("wsguard.engine")
 log = logging.getLogger("wsguard.server")
@@ -58,11 +60,14 @@ class WsConnection(asyncio.Protocol):
         "_last_message",
         "_loop",
         "_next_ping",
+        "_outbox",
+        "_outbox_bytes",
         "_parts",
         "_peer",
         "_pending",
         "_processing",
         "_proto",
+        "_read_paused",
         "_session",
         "_state",
         "_text_parts",
@@ -96,6 +101,11 @@ class WsConnection(asyncio.Protocol):
         self._pending: tuple[Request, UpgradeRequest] | None = None
         self._backlog: list[Frame] = []
         self._auth_deadline: float | None = None
+        # Pushes from the hub, written once per event loop pass (see server/hub.py).
+        self._outbox: list[bytes] | None = None
+        self._outbox_bytes = 0
+        # Why reading is paused: a bit per reason, so one reason's end doesn't undo another.
+        self._read_paused = 0
         self._loop = asyncio.get_running_loop()
 
     # ------------------------------------------------------------------ asyncio callbacks
@@ -150,6 +160,7 @@ class WsConnection(asyncio.Protocol):
             code = self._proto.close_rcvd.code
         if self._session is not None:
             self._session.on_close(code)
+        state.services.metrics.connection_closed(code)
         self._state.audit.closed(
             self._peer,
             accept.client_ip,
@@ -160,12 +171,22 @@ class WsConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         # Read backpressure: stop reading from a peer that does not read what we send it.
-        if self._transport is not None:
-            self._transport.pause_reading()
+        self._pause(_PAUSED_WRITING)
 
     def resume_writing(self) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.resume_reading()
+        self._resume(_PAUSED_WRITING)
+
+    def _pause(self, reason: int) -> None:
+        if not self._read_paused and self._transport is not None:
+            self._transport.pause_reading()
+        self._read_paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        was = self._read_paused
+        self._read_paused = was & ~reason
+        transport = self._transport
+        if was and not self._read_paused and transport is not None and not transport.is_closing():
+            transport.resume_reading()
 
     # ------------------------------------------------------------------ Connection API
 
@@ -181,6 +202,59 @@ class WsConnection(asyncio.Protocol):
     @property
     def auth(self) -> AuthService:
         return self._state.auth
+
+    @property
+    def services(self) -> Services:
+        return self._state.services
+
+    @property
+    def client_ip(self) -> str:
+        """The client's address (from a trusted proxy's header when configured)."""
+        return self._accept.client_ip if self._accept is not None else self._peer
+
+    def pause_reading(self) -> None:
+        """Stop reading until ``resume_reading``: the session has enough queued."""
+        self._pause(_PAUSED_SESSION)
+
+    def resume_reading(self) -> None:
+        self._resume(_PAUSED_SESSION)
+
+    def push_frame(self, frame: bytes, payload: bytes) -> bool:
+        """Queue a frame built once for every subscriber (server/hub.py); True when the outbox
+        was empty, so the hub flushes it at the end of this event loop pass."""
+        if self._proto.state is not State.OPEN:
+            return False
+        if self._state.extensions and self._proto.extensions:
+            # Compressed frames differ per connection: frame this one ourselves.
+            self.send_text(payload)
+            return False
+        transport = self._transport
+        if transport is None:
+            return False
+        if transport.get_write_buffer_size() > self._state.limits.max_send_queue_bytes:
+            # Same rule as _write: what the kernel would not take is past the bound; this
+            # consumer gets nothing more but the close frame (queued behind its data).
+            self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
+            return False
+        outbox = self._outbox
+        self._outbox_bytes += len(frame)
+        if outbox is None:
+            self._outbox = [frame]
+            return True
+        outbox.append(frame)
+        if self._outbox_bytes > self._state.limits.max_send_queue_bytes:
+            # Many publications in one event loop pass: hand them to the kernel now rather
+            # than hold more than the bound in memory (_write then applies the bound).
+            self.flush_pushes()
+        return False
+
+    def flush_pushes(self) -> None:
+        outbox = self._outbox
+        if outbox is None:
+            return
+        self._outbox = None
+        self._outbox_bytes = 0
+        self._write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
 
     def set_principal(self, principal: Principal) -> Reject | None:
         """Bind a new principal (first-message authentication, refresh); ``None`` on success,
@@ -307,7 +381,7 @@ class WsConnection(asyncio.Protocol):
         if decision.deferred:
             # A ticket to consume or a password hash to check: finish in the background,
             # reading nothing more from this peer until then.
-            transport.pause_reading()
+            self._pause(_PAUSED_HANDSHAKE)
             self._pending = (request, upgrade)
             task = self._loop.create_task(self._finish_handshake(decision))
             state.tasks.add(task)
@@ -345,8 +419,7 @@ class WsConnection(asyncio.Protocol):
             for frame in backlog:
                 self._on_frame(frame)
         self._flush()
-        if not transport.is_closing():
-            transport.resume_reading()
+        self._resume(_PAUSED_HANDSHAKE)
 
     def _refuse(self, upgrade: UpgradeRequest, decision: Accept, reject: Reject) -> None:
         """Refuse a handshake the pipeline had accepted (a later check failed)."""
@@ -369,6 +442,7 @@ class WsConnection(asyncio.Protocol):
             response.headers[name] = value
         self._proto.send_response(response)
         state.audit.handshake(upgrade, self._peer, decision)
+        state.services.metrics.connection_opened()
         state.register(self, decision.principal.user_id)
         now = self._loop.time()
         self._last_message = now
@@ -465,6 +539,8 @@ class WsConnection(asyncio.Protocol):
         self._schedule(self._state.limits.close_timeout)
 
     def _flush(self) -> None:
+        if self._outbox is not None:
+            self.flush_pushes()  # queued pushes go first: one order per connection
         for chunk in self._proto.data_to_send():
             self._write(chunk)
 
@@ -557,4 +633,5 @@ class WsConnection(asyncio.Protocol):
         self._audit_reject(None, decision)
 
     def _audit_reject(self, request: UpgradeRequest | None, decision: Reject) -> None:
+        self._state.services.metrics.rejected("handshake", decision.audit_reason)
         self._state.audit.handshake(request, self._peer, decision)

@@ -2,14 +2,16 @@
 
 The public listener speaks only WebSocket plus ``GET /healthz`` (and, with later releases,
 ``GET /wsguard.js``). A small public surface is a security feature: no ``Server`` version, no
-cookies, a fixed body per status, ``Connection: close`` on everything but a 101.
+cookies, a fixed body per status, ``Connection: close`` on everything but a 101, and
+``Cache-Control: no-store`` on everything. Embedders (the demo) may add pages: static bytes, or
+a callable that answers the request itself.
 """
 
 from __future__ import annotations
 
 import email.utils
 import http
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from websockets.datastructures import Headers as WsHeaders
 from websockets.http11 import Response
@@ -17,7 +19,15 @@ from websockets.http11 import Response
 from wsguard.core.decisions import Reject
 from wsguard.core.upgrade import UpgradeRequest
 
-__all__ = ["Page", "generic_reject", "reject_response", "route"]
+__all__ = [
+    "DynamicPage",
+    "Page",
+    "StaticPage",
+    "generic_reject",
+    "json_response",
+    "reject_response",
+    "route",
+]
 
 _SECURITY_HEADERS = (
     ("Cache-Control", "no-store"),
@@ -60,18 +70,30 @@ def reject_response(decision: Reject) -> Response:
     return _response(decision.status, body, "text/plain; charset=utf-8", decision.headers)
 
 
-Page = tuple[bytes, str]  # body, content type
+StaticPage = tuple[bytes, str]  # body, content type
+# Answers its request itself (the demo's ticket endpoint). It runs before the Host check of the
+# handshake pipeline, so it must do its own checks on whatever it trusts.
+DynamicPage = Callable[[UpgradeRequest], Response]
+Page = StaticPage | DynamicPage
+
+
+def json_response(status: int, body: bytes) -> Response:
+    """A JSON response (``body`` already serialized) with the listener's security headers."""
+    return _response(status, body, "application/json")
 
 
 def route(request: UpgradeRequest, pages: Mapping[str, Page]) -> Response | None:
     """Answer a request for a path other than the WebSocket path, or ``None`` to let the
     handshake pipeline refuse it (404 for unknown paths, after the same Host checks).
 
-    ``pages`` are the static pages this listener serves (the demo's, in demo mode)."""
+    ``pages`` are the pages this listener serves (the demo's, in demo mode): a static page is
+    sent as is with the page headers (CSP), a dynamic one builds the whole response."""
     if request.path == "/healthz":
         return _response(200, b'{"status":"ok"}\n', "application/json")
     page = pages.get(request.path)
-    if page is not None:
+    if page is None:
+        return None
+    if isinstance(page, tuple):
         body, content_type = page
         return _response(200, body, content_type, _PAGE_HEADERS)
-    return None
+    return page(request)

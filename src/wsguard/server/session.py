@@ -1,59 +1,444 @@
 """Application sessions: the JSON wire protocol (DESIGN.md §6) and the conformance echo.
 
-In this release the wire protocol answers ``ping``, ``auth`` and ``refresh`` and refuses
-everything else with an error reply; channels, publish, rpc and the rest build on the same
-dispatch.
+``ProtocolSession`` runs the message pipeline of DESIGN.md §5 for one connection. The stages
+that do not depend on the principal (rate, decode, envelope: ``core.pipeline.MessageGate``) run
+as each frame arrives. The rest run in message order, one message at a time: authorization
+(``core.authz``, with the principal as it is when the message's turn comes), the data schemas,
+then the op itself, which may await the broker or an rpc handler. A refused message gets an
+error reply and has no effect; ``limits.max_violations`` refusals within
+``limits.violation_window`` seconds close the connection with 4408.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+import secrets
+from collections import deque
+from typing import Any, Final
 
 import orjson
 
-from wsguard.codes import ReplyCode
+from wsguard.brokers.base import StreamPosition
+from wsguard.codes import CloseCode, ReplyCode
+from wsguard.core.authz import authorize, grants_allow
+from wsguard.core.codec import Violation
+from wsguard.core.envelope import (
+    Auth,
+    Envelope,
+    History,
+    Ping,
+    Presence,
+    Publish,
+    Refresh,
+    Rpc,
+    Subscribe,
+    Unsubscribe,
+)
+from wsguard.core.limits import client_key
+from wsguard.exceptions import ReplyError
 from wsguard.server.authflow import AuthFlow
 from wsguard.server.engine import Connection
+from wsguard.server.rpc import RpcContext
 
 __all__ = ["EchoSession", "ProtocolSession"]
 
-# Reply ids are echoed back; bound them so a reply can't be used to amplify a message.
-_MAX_ID_LENGTH = 64
-_MAX_ID_VALUE = 2**53 - 1  # the largest integer JavaScript represents exactly
+log = logging.getLogger("wsguard.server")
+
+HISTORY_LIMIT: Final = 100  # a history op without ``limit``
+RECOVERY_LIMIT: Final = 10_000  # the most a recovery replays (history_size is capped there)
+# Messages waiting for their turn before the connection stops reading (backpressure on a
+# client that sends faster than its ops complete, e.g. while the broker is slow).
+_QUEUE_PAUSE: Final = 64
+_QUEUE_RESUME: Final = 16
+
+_BINARY: Final = Violation(
+    ReplyCode.BAD_REQUEST, "binary_unsupported", "messages are JSON text frames"
+)
+_AUTH_REQUIRED: Final = Violation(ReplyCode.UNAUTHORIZED, "auth_required", "authenticate first")
+# Refusals that are the client's doing count towards max_violations; conflicts, application
+# errors and the server's own failures do not.
+_UNCOUNTED: Final = frozenset({409, 500, 503})
+_REPLY_CODES: Final = frozenset(int(code) for code in ReplyCode)
 
 
-def _error(code: ReplyCode, reason: str, message: str, msg_id: object = None) -> bytes:
-    reply: dict[str, Any] = {
-        "ok": False,
-        "error": {"code": int(code), "reason": reason, "message": message},
-    }
-    if msg_id is not None:
-        reply = {"id": msg_id, **reply}
-    return orjson.dumps(reply)
+def _reply(msg_id: object, result: Any) -> bytes:
+    return orjson.dumps({"id": msg_id, "ok": True, "result": result})
 
 
-def _valid_id(value: object) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return 0 <= value <= _MAX_ID_VALUE
-    return isinstance(value, str) and 0 < len(value) <= _MAX_ID_LENGTH
+def _error(msg_id: object, code: int, reason: str, message: str) -> bytes:
+    error = {"code": int(code), "reason": reason, "message": message}
+    if msg_id is None:
+        return orjson.dumps({"ok": False, "error": error})
+    return orjson.dumps({"id": msg_id, "ok": False, "error": error})
 
 
 class ProtocolSession:
     """Speaks the wsguard wire protocol on one connection."""
 
-    __slots__ = ("auth", "conn")
+    __slots__ = (
+        "_closed",
+        "_queue",
+        "_task",
+        "auth",
+        "channels",
+        "client_id",
+        "conn",
+        "gate",
+        "services",
+        "violations",
+    )
 
     def __init__(self, conn: Connection) -> None:
+        from wsguard.core.pipeline import MessageGate, ViolationCounter
+
         self.conn = conn
-        self.auth = AuthFlow(conn, conn.auth.settings, self._welcome)
+        self.services = services = conn.services
+        limits = services.limits
+        self.auth = AuthFlow(conn, conn.auth.settings, self._welcome, clock=conn.auth.clock)
+        self.gate = MessageGate(limits, services.user_rates)
+        self.violations = ViolationCounter(limits.max_violations, limits.violation_window)
+        self.client_id = secrets.token_urlsafe(12)
+        # channel -> whether this connection is in its presence.
+        self.channels: dict[str, bool] = {}
+        self._queue: deque[Envelope | Violation] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ engine callbacks
 
     def on_open(self) -> None:
         if self.conn.principal.is_pending:
             return  # welcome after {"op": "auth"} succeeds
         self._welcome()
         self.auth.start()
+
+    def on_text(self, text: str) -> None:
+        if self._closed:
+            return
+        services = self.services
+        services.metrics.message_received()
+        size = len(text) if text.isascii() else len(text.encode())
+        item = self.gate.admit(text, size, self._user_key(), services.monotonic())
+        self._submit(item)
+
+    def on_binary(self, data: bytes) -> None:
+        if self._closed:
+            return
+        services = self.services
+        services.metrics.message_received()
+        refused = self.gate.charge(len(data), self._user_key(), services.monotonic())
+        self._submit(refused or _BINARY)
+
+    def on_close(self, code: int | None) -> None:
+        self._closed = True
+        self.auth.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._queue.clear()
+        for channel in list(self.channels):
+            self._leave(channel)
+
+    def keeps_alive(self) -> bool:
+        # A subscriber may legitimately send nothing for hours: it only listens.
+        return bool(self.channels)
+
+    # ------------------------------------------------------------------ ordering
+
+    def _submit(self, item: Envelope | Violation) -> None:
+        if isinstance(item, Violation) and not self._queue and self._task is None:
+            self._refuse(item)
+            return
+        if (
+            isinstance(item, Ping)
+            and not self._queue
+            and self._task is None
+            and not self.conn.principal.is_pending
+        ):
+            self.conn.send_text(_reply(item.id, {}))  # the fast path: no task for a ping
+            return
+        if isinstance(item, Violation):
+            # Counted now (a flood closes at once), answered in its turn.
+            self._count(item)
+        self._queue.append(item)
+        if len(self._queue) >= _QUEUE_PAUSE:
+            self.conn.pause_reading()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        queue = self._queue
+        try:
+            while queue and not self._closed:
+                item = queue.popleft()
+                if len(queue) == _QUEUE_RESUME:
+                    self.conn.resume_reading()
+                if isinstance(item, Violation):
+                    self._answer(item)
+                else:
+                    await self._execute(item)
+        except Exception:
+            # Fail closed: a bug here must not leave the connection half-handled.
+            log.exception("session failed; closing the connection with 1011")
+            self.conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            self._task = None
+            if not self._closed:
+                self.conn.resume_reading()
+
+    # ------------------------------------------------------------------ refusals
+
+    def _refuse(self, violation: Violation) -> None:
+        """Answer a refusal now and count it."""
+        self._answer(violation)
+        self._count(violation)
+
+    def _answer(self, violation: Violation) -> None:
+        self.conn.send_text(
+            _error(violation.id, violation.code, violation.reason, violation.message)
+        )
+
+    def _count(self, violation: Violation) -> None:
+        self.services.metrics.rejected("message", violation.reason)
+        self.conn.audit("message_refused", reason=violation.reason, code=int(violation.code))
+        if int(violation.code) in _UNCOUNTED or self._closed:
+            return
+        if self.violations.add(self.services.monotonic()):
+            self._closed = True
+            self.conn.audit("violations_exceeded", limit=self.violations.limit)
+            self.conn.close(CloseCode.TOO_MANY_VIOLATIONS, "too many violations")
+
+    def _fail(self, msg_id: int | str | None, error: ReplyError, *, counted: bool = True) -> None:
+        code = int(error.code)
+        if code not in _REPLY_CODES:
+            # An rpc handler's own code outside the protocol's set: the caller learns nothing
+            # more than that the call failed.
+            log.error("reply code %d is not one of the protocol's; answering 500", code)
+            code, error = 500, ReplyError(500, "internal_error", "internal error")
+        violation = Violation(ReplyCode(code), error.reason, error.message, msg_id)
+        if counted:
+            self._refuse(violation)
+        else:
+            self._answer(violation)
+
+    # ------------------------------------------------------------------ ops
+
+    async def _execute(self, msg: Envelope) -> None:
+        conn = self.conn
+        if conn.principal.is_pending and not isinstance(msg, Auth):
+            # Nothing but authentication until the first message authenticated the socket.
+            self._refuse(_with_id(_AUTH_REQUIRED, msg.id))
+            return
+        try:
+            if isinstance(msg, Ping):
+                conn.send_text(_reply(msg.id, {}))
+            elif isinstance(msg, Publish):
+                await self._publish(msg)
+            elif isinstance(msg, Subscribe):
+                await self._subscribe(msg)
+            elif isinstance(msg, Unsubscribe):
+                await self._unsubscribe(msg)
+            elif isinstance(msg, History):
+                await self._history(msg)
+            elif isinstance(msg, Presence):
+                await self._presence(msg)
+            elif isinstance(msg, Rpc):
+                await self._rpc(msg)
+            elif isinstance(msg, Auth):
+                await self._auth(msg)
+            else:
+                await self._refresh(msg)
+        except ReplyError as error:
+            self._fail(msg.id, error)
+
+    def _authorize(self, msg_id: object, action: str, channel: str) -> bool:
+        denied = authorize(self.services.rules, self.conn.principal, action, channel)  # type: ignore[arg-type]
+        if denied is None:
+            return True
+        message = {
+            400: "invalid channel name",
+            404: "no such channel",
+            403: f"not allowed to {action} on this channel",
+        }[denied.code]
+        self._refuse(Violation(ReplyCode(denied.code), denied.reason, message, msg_id))  # type: ignore[arg-type]
+        return False
+
+    async def _publish(self, msg: Publish) -> None:
+        if not self._authorize(msg.id, "publish", msg.channel):
+            return
+        services = self.services
+        rule = services.rules.match(msg.channel)
+        assert rule is not None  # noqa: S101 - authorize() found it
+        publication = await services.publish(rule, msg.channel, msg.data)
+        self.conn.send_text(
+            _reply(msg.id, {"epoch": publication.epoch, "offset": publication.offset})
+        )
+
+    async def _subscribe(self, msg: Subscribe) -> None:
+        channel = msg.channel
+        if not self._authorize(msg.id, "subscribe", channel):
+            return
+        if channel in self.channels:
+            raise ReplyError(ReplyCode.CONFLICT, "already_subscribed", "already subscribed")
+        services = self.services
+        if len(self.channels) >= services.limits.max_channels_per_connection:
+            raise ReplyError(
+                ReplyCode.TOO_MANY_REQUESTS,
+                "too_many_channels",
+                "limits.max_channels_per_connection reached",
+            )
+        rule = services.rules.match(channel)
+        assert rule is not None  # noqa: S101 - authorize() found it
+        present = bool(rule.presence)
+        self.channels[channel] = present
+        hub, broker, conn = services.hub, services.broker, self.conn
+        since = msg.since
+        # Join first, then read the position: a publication in between is delivered live
+        # (and, when recovering, held and deduplicated by offset).
+        hub.join(channel, conn, hold=since is not None)
+        if since is None:
+            result = await broker.history(channel, since=None, limit=0)
+        else:
+            result = await broker.history(
+                channel, since=StreamPosition(since.epoch, since.offset), limit=RECOVERY_LIMIT
+            )
+        if self._closed or channel not in self.channels:
+            return
+        position = result.position
+        conn.send_text(_reply(msg.id, {"epoch": position.epoch, "offset": position.offset}))
+        if since is not None:
+            last = since.offset if result.complete else 0
+            for publication in result.publications:
+                hub.send(conn, publication)
+                last = publication.offset
+            complete = result.complete and last >= position.offset
+            recovered = {
+                "push": "recovered",
+                "channel": channel,
+                "complete": complete,
+                "epoch": position.epoch,
+                "offset": last,
+            }
+            conn.send_text(orjson.dumps(recovered))
+            hub.release(channel, conn, position.epoch, last)
+        if present:
+            await broker.presence_add(channel, self.client_id, {"user": conn.principal.user_id})
+            if self._closed or channel not in self.channels:
+                await broker.presence_remove(channel, self.client_id)
+
+    async def _unsubscribe(self, msg: Unsubscribe) -> None:
+        if msg.channel not in self.channels:
+            raise ReplyError(ReplyCode.CONFLICT, "not_subscribed", "not subscribed")
+        self._leave(msg.channel)
+        self.conn.send_text(_reply(msg.id, {}))
+
+    def _leave(self, channel: str) -> None:
+        present = self.channels.pop(channel, False)
+        services = self.services
+        services.hub.leave(channel, self.conn)
+        if present:
+            services.spawn(services.broker.presence_remove(channel, self.client_id))
+
+    async def _history(self, msg: History) -> None:
+        if not self._authorize(msg.id, "history", msg.channel):
+            return
+        since = msg.since
+        result = await self.services.broker.history(
+            msg.channel,
+            since=None if since is None else StreamPosition(since.epoch, since.offset),
+            limit=msg.limit or HISTORY_LIMIT,
+        )
+        publications = [
+            {"offset": p.offset, "data": orjson.Fragment(p.data)} for p in result.publications
+        ]
+        self.conn.send_text(
+            _reply(
+                msg.id,
+                {
+                    "publications": publications,
+                    "epoch": result.position.epoch,
+                    "offset": result.position.offset,
+                    "complete": result.complete,
+                },
+            )
+        )
+
+    async def _presence(self, msg: Presence) -> None:
+        if not self._authorize(msg.id, "presence", msg.channel):
+            return
+        clients = await self.services.broker.presence(msg.channel)
+        self.conn.send_text(_reply(msg.id, {"clients": clients}))
+
+    async def _rpc(self, msg: Rpc) -> None:
+        services = self.services
+        method = services.rpc.get(msg.method)
+        principal = self.conn.principal
+        if method is None:
+            self._refuse(Violation(ReplyCode.NOT_FOUND, "unknown_method", "unknown method", msg.id))
+            return
+        if not grants_allow(method.allow, principal, ""):
+            self._refuse(
+                Violation(ReplyCode.FORBIDDEN, "forbidden", "not allowed to call it", msg.id)
+            )
+            return
+        if method.schema is not None:
+            violation = method.schema.check(msg.data, "data")
+            if violation is not None:
+                self._refuse(_with_id(violation, msg.id))
+                return
+        context = RpcContext(principal, self.client_id, self._publish_as_server)
+        try:
+            result = await asyncio.wait_for(
+                method.handler(context, msg.data), services.limits.rpc_timeout
+            )
+        except ReplyError as error:
+            # The handler's own answer, not the client breaking the protocol: not counted.
+            self._fail(msg.id, error, counted=False)
+            return
+        except TimeoutError:
+            raise ReplyError(ReplyCode.UNAVAILABLE, "timeout", "the method timed out") from None
+        except Exception:
+            log.exception("rpc %s failed", method.name)
+            raise ReplyError(ReplyCode.INTERNAL_ERROR, "internal_error", "internal error") from None
+        if method.output_schema is not None:
+            violation = method.output_schema.check(result, "result")
+            if violation is not None:
+                log.error("rpc %s returned data its output schema refuses", method.name)
+                raise ReplyError(ReplyCode.INTERNAL_ERROR, "bad_output", "internal error")
+        try:
+            reply = _reply(msg.id, result)
+        except TypeError:
+            log.exception("rpc %s returned data that is not JSON", method.name)
+            raise ReplyError(ReplyCode.INTERNAL_ERROR, "bad_output", "internal error") from None
+        self.conn.send_text(reply)
+
+    async def _publish_as_server(self, channel: str, data: Any) -> Any:
+        services = self.services
+        return await services.publish(services.rule(channel), channel, data, trusted=True)
+
+    async def _auth(self, msg: Auth) -> None:
+        if not self.conn.principal.is_pending:
+            raise ReplyError(ReplyCode.CONFLICT, "already_authenticated", "use refresh")
+        await self.auth.run(msg.id, _credential(msg), refresh=False)
+
+    async def _refresh(self, msg: Refresh) -> None:
+        if self.conn.principal.is_anonymous:
+            raise ReplyError(ReplyCode.CONFLICT, "nothing_to_refresh", "not authenticated")
+        if await self.auth.run(msg.id, _credential(msg), refresh=True):
+            self._recheck()
+
+    def _recheck(self) -> None:
+        """Drop the subscriptions the refreshed principal may no longer hold."""
+        services, principal = self.services, self.conn.principal
+        for channel in list(self.channels):
+            if authorize(services.rules, principal, "subscribe", channel) is not None:
+                self._leave(channel)
+                self.conn.audit("subscription_revoked", channel=channel)
+                push = {"push": "unsubscribed", "channel": channel, "reason": "forbidden"}
+                self.conn.send_text(orjson.dumps(push))
+
+    # ------------------------------------------------------------------ helpers
 
     def _welcome(self) -> None:
         principal = self.conn.principal
@@ -63,69 +448,23 @@ class ProtocolSession:
             "protocol": 1,
             "user": principal.user_id,
             "auth": principal.method,
+            "client": self.client_id,
         }
         self.conn.send_text(orjson.dumps(welcome))
 
-    def on_text(self, text: str) -> None:
-        try:
-            message = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            self.conn.send_text(_error(ReplyCode.BAD_REQUEST, "bad_json", "invalid JSON"))
-            return
-        if not isinstance(message, dict):
-            self.conn.send_text(
-                _error(ReplyCode.BAD_REQUEST, "bad_envelope", "a message is a JSON object")
-            )
-            return
-        msg_id = message.get("id")
-        if msg_id is not None and not _valid_id(msg_id):
-            self.conn.send_text(
-                _error(
-                    ReplyCode.BAD_REQUEST,
-                    "bad_id",
-                    "id must be a non-negative integer or a short string",
-                )
-            )
-            return
-        op = message.get("op")
-        if not isinstance(op, str):
-            self.conn.send_text(
-                _error(ReplyCode.BAD_REQUEST, "bad_envelope", "op must be a string", msg_id)
-            )
-        elif self.conn.principal.is_pending and op != "auth":
-            # Nothing but authentication until the first message authenticated the socket.
-            self.conn.send_text(
-                _error(ReplyCode.UNAUTHORIZED, "auth_required", "authenticate first", msg_id)
-            )
-        elif op == "ping":
-            self.conn.send_text(orjson.dumps({"id": msg_id, "ok": True, "result": {}}))
-        elif op == "auth":
-            if not self.conn.principal.is_pending:
-                self.conn.send_text(
-                    _error(ReplyCode.CONFLICT, "already_authenticated", "use refresh", msg_id)
-                )
-            else:
-                self.auth.handle(msg_id, message, refresh=False)
-        elif op == "refresh":
-            if self.conn.principal.is_anonymous:
-                self.conn.send_text(
-                    _error(ReplyCode.BAD_REQUEST, "nothing_to_refresh", "not authenticated", msg_id)
-                )
-            else:
-                self.auth.handle(msg_id, message, refresh=True)
-        else:
-            self.conn.send_text(_error(ReplyCode.NOT_FOUND, "unknown_op", "unknown op", msg_id))
+    def _user_key(self) -> str:
+        user_id = self.conn.principal.user_id
+        if user_id is not None:
+            return user_id
+        return "ip:" + client_key(self.conn.client_ip)
 
-    def on_binary(self, data: bytes) -> None:
-        self.conn.send_text(
-            _error(ReplyCode.BAD_REQUEST, "binary_unsupported", "messages are JSON text frames")
-        )
 
-    def on_close(self, code: int | None) -> None:
-        self.auth.cancel()
+def _with_id(violation: Violation, msg_id: int | str | None) -> Violation:
+    return Violation(violation.code, violation.reason, violation.message, msg_id)
 
-    def keeps_alive(self) -> bool:
-        return False
+
+def _credential(msg: Auth | Refresh) -> dict[str, str]:
+    return {"token": msg.token} if msg.token is not None else {"ticket": msg.ticket or ""}
 
 
 class EchoSession:

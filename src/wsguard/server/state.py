@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from wsguard.server.engine import SessionFactory
     from wsguard.server.listener import WsConnection
     from wsguard.server.responses import Page
+    from wsguard.server.services import Services
     from wsguard.settings import Settings
 
 __all__ = ["ServerState"]
@@ -29,6 +30,7 @@ class ServerState:
         session_factory: SessionFactory,
         clock: Callable[[], float],
         auth: AuthService,
+        services: Services,
         extensions: list[object] | None = None,
         pages: Mapping[str, Page] | None = None,
     ) -> None:
@@ -42,6 +44,7 @@ class ServerState:
         self.extensions = extensions
         self.pages: Mapping[str, Page] = pages or {}
         self.auth = auth
+        self.services = services
         self.connections: set[WsConnection] = set()
         # Open connections by authenticated user: revocation closes them all.
         self.by_user: dict[str, set[WsConnection]] = {}

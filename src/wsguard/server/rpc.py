@@ -1,0 +1,108 @@
+"""Remote procedure calls: ``{"op": "rpc", "method": ..., "data": ...}`` to Python handlers.
+
+A handler is registered with the grants that may call it and, optionally, JSON Schemas for its
+input and its output::
+
+    @server.rpc("orders.place", allow=("role:trader",), schema=ORDER, output_schema=RECEIPT)
+    async def place(ctx: RpcContext, data: Any) -> Any:
+        ...
+
+The session checks, in order: the method exists (404 ``unknown_method``), a grant admits the
+caller (403 ``forbidden``), the input schema (422 ``invalid_data``); it then awaits the handler
+for at most ``limits.rpc_timeout`` seconds (503 ``timeout``) and checks the output schema
+(500 ``bad_output``, logged, nothing sent). A handler raises ``ReplyError`` for an error reply
+of its own; any other exception is a 500 ``internal_error`` whose details go to the log only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from wsguard.core.decisions import Principal
+from wsguard.core.schema import Schema
+
+if TYPE_CHECKING:
+    from wsguard.brokers.base import Publication
+
+__all__ = ["RpcContext", "RpcHandler", "RpcMethod", "RpcRegistry"]
+
+_METHOD: Final = re.compile(r"[A-Za-z0-9_.:-]{1,128}", re.ASCII)  # as the envelope accepts
+# Channel grants that name a channel ("owner", "claim") mean nothing for a method.
+_GRANT: Final = re.compile(r"anonymous|authenticated|role:[A-Za-z0-9_.:-]{1,64}", re.ASCII)
+
+
+@dataclass(frozen=True, slots=True)
+class RpcContext:
+    """What a handler knows about its caller, and what it may do.
+
+    Attributes:
+        principal: the caller, as authenticated (never from the message).
+        client_id: the caller's connection id (as in presence).
+        publish: publish to a channel as the server (schemas and encoding apply, grants do
+            not: the handler decides).
+    """
+
+    principal: Principal
+    client_id: str
+    publish: Callable[[str, Any], Awaitable[Publication]]
+
+
+RpcHandler = Callable[[RpcContext, Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class RpcMethod:
+    name: str
+    handler: RpcHandler
+    allow: tuple[str, ...]
+    schema: Schema | None
+    output_schema: Schema | None
+
+
+class RpcRegistry:
+    """The methods of one server."""
+
+    __slots__ = ("_methods",)
+
+    def __init__(self) -> None:
+        self._methods: dict[str, RpcMethod] = {}
+
+    def get(self, name: str) -> RpcMethod | None:
+        return self._methods.get(name)
+
+    def register(
+        self,
+        name: str,
+        handler: RpcHandler,
+        *,
+        allow: Sequence[str] = ("authenticated",),
+        schema: Mapping[str, Any] | None = None,
+        output_schema: Mapping[str, Any] | None = None,
+    ) -> RpcMethod:
+        """Add a method.
+
+        Raises:
+            ValueError: a bad name, a grant that means nothing for a method, a name already
+                taken, or a schema that does not compile.
+        """
+        if not _METHOD.fullmatch(name):
+            raise ValueError(f"rpc method names are 1-128 characters of [A-Za-z0-9_.:-]: {name!r}")
+        if name in self._methods:
+            raise ValueError(f"rpc method {name!r} is already registered")
+        if isinstance(allow, str):
+            raise ValueError("allow is a list of grants, e.g. allow=('authenticated',)")
+        for grant in allow:
+            if not _GRANT.fullmatch(grant):
+                raise ValueError(f"rpc grant {grant!r}: use anonymous, authenticated or role:NAME")
+        method = RpcMethod(
+            name,
+            handler,
+            tuple(allow),
+            None if schema is None else Schema.compile(schema),
+            None if output_schema is None else Schema.compile(output_schema),
+        )
+        self._methods[name] = method
+        return method
