@@ -94,7 +94,8 @@ def serve(
     help="Port of the demo server; the attacker's page uses the next one.",
 )
 def demo(port: int) -> int:
-    """Run the demo: an allowed page that connects, and a foreign page whose hijack fails."""
+    """Run the demo: a live chat and ticker feed behind ticket sign-in, on 127.0.0.1, and a
+    foreign page whose hijack attempts fail. Prints both URLs; opens nothing."""
     from wsguard.demo import run_demo
 
     return run_demo(port)

@@ -29,7 +29,7 @@ async def hijack_attempt(browser, attacker_port: int, server_port: int) -> str:
     page = await browser.new_page()
     await page.goto(f"http://127.0.0.1:{attacker_port}/?target=ws://127.0.0.1:{server_port}/ws")
     await page.wait_for_function(
-        "document.getElementById('result').className !== ''", timeout=10_000
+        "() => document.getElementById('result').className !== ''", timeout=10_000
     )
     return await page.text_content("#result") or ""
 

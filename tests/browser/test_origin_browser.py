@@ -25,10 +25,10 @@ async def test_allowed_origin_connects_and_foreign_origin_is_refused(browser, au
             page = await browser.new_page()
             await page.goto(f"http://127.0.0.1:{server.port}/")
             await page.wait_for_function(
-                "document.getElementById('status').textContent === 'open'", timeout=10_000
+                "() => document.getElementById('status').textContent === 'open'", timeout=10_000
             )
             await page.wait_for_function(
-                "document.querySelectorAll('#log li').length >= 1", timeout=10_000
+                "() => document.querySelectorAll('#log li').length >= 1", timeout=10_000
             )
             first = await page.text_content("#log li")
             assert first is not None
@@ -37,7 +37,7 @@ async def test_allowed_origin_connects_and_foreign_origin_is_refused(browser, au
             attacker = await browser.new_page()
             await attacker.goto(f"http://127.0.0.1:{server.port + 1}/")
             await attacker.wait_for_function(
-                "document.getElementById('result').className !== ''", timeout=10_000
+                "() => document.getElementById('result').className !== ''", timeout=10_000
             )
             result = await attacker.text_content("#result")
             assert result is not None
