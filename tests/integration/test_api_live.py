@@ -5,7 +5,9 @@ channel listing and metrics show it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 import aiohttp
 import orjson
@@ -15,13 +17,27 @@ from websockets.asyncio.client import connect
 
 from support.rawws import RawClient, handshake_bytes
 from wsguard.server.api import ApiServer
-from wsguard.settings import ChannelConfig
+from wsguard.server.lifecycle import Server
+from wsguard.settings import ChannelConfig, Settings
 from wsguard.testing import loopback_settings
 
 pytestmark = pytest.mark.integration
 
 API_KEY = "k" * 40
 ENV = {"WSGUARD_TICKET_SECRET": "t" * 48, "WSGUARD_API_KEY": API_KEY}
+
+
+@contextlib.asynccontextmanager
+async def api_client(settings: Settings, server: Server) -> AsyncIterator[aiohttp.ClientSession]:
+    """The internal API of ``server``, and an HTTP session holding its key."""
+    async with (
+        ApiServer(settings, server, env=ENV) as api,
+        aiohttp.ClientSession(
+            base_url=f"http://127.0.0.1:{api.port}",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        ) as http,
+    ):
+        yield http
 
 
 async def open_with_ticket(port: int, ticket: str) -> tuple[int, RawClient]:
@@ -35,11 +51,7 @@ async def test_api_ticket_opens_once_and_api_revoke_closes_4403(start_server):
     server = await start_server(settings=settings, env=ENV)
     origin = f"http://127.0.0.1:{server.port}"
     async with (
-        ApiServer(settings, server, env=ENV) as api,
-        aiohttp.ClientSession(
-            base_url=f"http://127.0.0.1:{api.port}",
-            headers={"Authorization": f"Bearer {API_KEY}"},
-        ) as http,
+        api_client(settings, server) as http,
     ):
         tickets = []
         for _ in range(2):
@@ -76,11 +88,7 @@ async def test_api_publish_reaches_a_subscriber_and_shows_in_channels_and_metric
     server = await start_server(settings=settings, env=ENV)
     origin = f"http://127.0.0.1:{server.port}"
     async with (
-        ApiServer(settings, server, env=ENV) as api,
-        aiohttp.ClientSession(
-            base_url=f"http://127.0.0.1:{api.port}",
-            headers={"Authorization": f"Bearer {API_KEY}"},
-        ) as http,
+        api_client(settings, server) as http,
         connect(f"ws://127.0.0.1:{server.port}/ws", origin=origin) as ws,
     ):
         assert orjson.loads(await ws.recv())["push"] == "welcome"

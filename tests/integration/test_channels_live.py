@@ -198,6 +198,22 @@ async def test_a_role_removed_by_refresh_takes_effect_on_the_next_message(jwt_se
     await admin.quiet()  # "after" was published nowhere
 
 
+async def test_messages_queued_behind_a_closing_refresh_do_nothing(jwt_server, clients):
+    bob = await clients(jwt_server.port, token("bob"))
+    await bob.call("subscribe", channel="room:x")
+    alice = await clients(jwt_server.port, token("alice"))
+    # One write: a refresh as somebody else (closed 4403), then a publish queued behind it.
+    await alice.ws.send(json.dumps({"id": 1, "op": "refresh", "token": token("mallory")}))
+    await alice.ws.send(json.dumps({"id": 2, "op": "publish", "channel": "room:x", "data": 1}))
+    frames = await _until_closed(alice)
+    assert [(f["id"], f["ok"]) for f in frames] == [(1, False)]
+    assert alice.ws.close_code == 4403
+    await bob.quiet()  # the publish never happened
+    assert (
+        await jwt_server.services.broker.history("room:x", since=None, limit=10)
+    ).position.offset == 0
+
+
 async def test_pending_socket_may_do_nothing_but_auth(jwt_server, clients):
     client = await RawClient.connect(jwt_server.port)
     await client.send(handshake_bytes(jwt_server.port))
@@ -723,3 +739,14 @@ async def test_metrics_count_connections_messages_and_refusals(channel_server, c
     assert samples[("wsguard_publications_total", ())] == 1
     key = ("wsguard_rejections_total", (("reason", "forbidden"), ("stage", "message")))
     assert samples[key] == 1
+
+
+def test_a_redis_broker_url_is_refused_until_the_redis_broker_exists() -> None:
+    from wsguard.exceptions import ConfigError
+    from wsguard.server.lifecycle import Server
+    from wsguard.testing import loopback_settings
+
+    settings = loopback_settings(auth={"required": False}, broker={"url": "redis://127.0.0.1/0"})
+    with pytest.raises(ConfigError) as info:
+        Server(settings, env={})
+    assert info.value.field == "broker.url"

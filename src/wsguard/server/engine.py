@@ -37,6 +37,10 @@ class Connection(Protocol):
         """Channel rules, broker, hub, rpc methods, metrics: what every connection shares."""
 
     @property
+    def is_open(self) -> bool:
+        """False from the moment either side started closing."""
+
+    @property
     def client_ip(self) -> str:
         """The client's address (from a trusted proxy's header when configured)."""
 

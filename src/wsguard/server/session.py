@@ -15,6 +15,7 @@ import asyncio
 import logging
 import secrets
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import orjson
@@ -114,7 +115,7 @@ class ProtocolSession:
         self.auth.start()
 
     def on_text(self, text: str) -> None:
-        if self._closed:
+        if self._closed or not self.conn.is_open:
             return
         services = self.services
         services.metrics.message_received()
@@ -123,7 +124,7 @@ class ProtocolSession:
         self._submit(item)
 
     def on_binary(self, data: bytes) -> None:
-        if self._closed:
+        if self._closed or not self.conn.is_open:
             return
         services = self.services
         services.metrics.message_received()
@@ -170,7 +171,8 @@ class ProtocolSession:
     async def _drain(self) -> None:
         queue = self._queue
         try:
-            while queue and not self._closed:
+            # A connection we are closing (revoked, 4401, 4403) runs nothing it still had queued.
+            while queue and not self._closed and self.conn.is_open:
                 item = queue.popleft()
                 if len(queue) == _QUEUE_RESUME:
                     self.conn.resume_reading()
@@ -231,26 +233,12 @@ class ProtocolSession:
             self._refuse(_with_id(_AUTH_REQUIRED, msg.id))
             return
         try:
-            if isinstance(msg, Ping):
-                conn.send_text(_reply(msg.id, {}))
-            elif isinstance(msg, Publish):
-                await self._publish(msg)
-            elif isinstance(msg, Subscribe):
-                await self._subscribe(msg)
-            elif isinstance(msg, Unsubscribe):
-                await self._unsubscribe(msg)
-            elif isinstance(msg, History):
-                await self._history(msg)
-            elif isinstance(msg, Presence):
-                await self._presence(msg)
-            elif isinstance(msg, Rpc):
-                await self._rpc(msg)
-            elif isinstance(msg, Auth):
-                await self._auth(msg)
-            else:
-                await self._refresh(msg)
+            await _OPS[type(msg)](self, msg)
         except ReplyError as error:
             self._fail(msg.id, error)
+
+    async def _ping(self, msg: Ping) -> None:
+        self.conn.send_text(_reply(msg.id, {}))
 
     def _authorize(self, msg_id: object, action: str, channel: str) -> bool:
         denied = authorize(self.services.rules, self.conn.principal, action, channel)  # type: ignore[arg-type]
@@ -457,6 +445,20 @@ class ProtocolSession:
         if user_id is not None:
             return user_id
         return "ip:" + client_key(self.conn.client_ip)
+
+
+# One handler per op (the envelope's classes); every one is awaited in message order.
+_OPS: Final[dict[type[Envelope], Callable[[ProtocolSession, Any], Awaitable[None]]]] = {
+    Ping: ProtocolSession._ping,
+    Publish: ProtocolSession._publish,
+    Subscribe: ProtocolSession._subscribe,
+    Unsubscribe: ProtocolSession._unsubscribe,
+    History: ProtocolSession._history,
+    Presence: ProtocolSession._presence,
+    Rpc: ProtocolSession._rpc,
+    Auth: ProtocolSession._auth,
+    Refresh: ProtocolSession._refresh,
+}
 
 
 def _with_id(violation: Violation, msg_id: int | str | None) -> Violation:
