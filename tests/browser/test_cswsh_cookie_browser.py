@@ -65,7 +65,9 @@ async def test_foreign_page_with_the_victims_cookie_cannot_open_a_socket(
     async with Server(
         settings, pages=demo_pages(), audit=AuditLog(logger=logger), env=ENV
     ) as server:
-        attacker_site = await start_static_site(attacker_pages(), server.port + 1)
+        # Port 0: a port "next to" the server's may be anyone's.
+        attacker_site = await start_static_site(attacker_pages(), 0)
+        attacker_port = attacker_site.addresses[0][1]
         try:
             # The victim's own page, with the nonce its backend rendered into it, connects.
             page = await browser.new_page()
@@ -76,13 +78,13 @@ async def test_foreign_page_with_the_victims_cookie_cannot_open_a_socket(
             assert '"user":"victim"' in welcome
             assert '"auth":"cookie"' in welcome
 
-            result = await hijack_attempt(browser, server.port + 1, server.port)
+            result = await hijack_attempt(browser, attacker_port, server.port)
             assert result.startswith("BLOCKED"), result
         finally:
             await attacker_site.cleanup()
     handshakes = [e for e in audit.events if e.get("path") == "/ws"]
     # Pages on this server's own origin open /ws too (the demo page): keep the attacker's.
-    attacker = [e for e in handshakes if e.get("origin") == f"http://127.0.0.1:{server.port + 1}"]
+    attacker = [e for e in handshakes if e.get("origin") == f"http://127.0.0.1:{attacker_port}"]
     assert [(e["event"], e.get("status"), e.get("reason")) for e in attacker] == [
         ("handshake_rejected", 403, expected_reason)
     ]

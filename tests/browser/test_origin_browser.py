@@ -20,7 +20,9 @@ async def test_allowed_origin_connects_and_foreign_origin_is_refused(browser, au
     logger.addHandler(audit)
     settings = loopback_settings(auth={"required": False})
     async with Server(settings, pages=demo_pages(), audit=AuditLog(logger=logger)) as server:
-        foreign = await start_static_site(attacker_pages(), server.port + 1)
+        # Port 0: a port "next to" the server's may be anyone's.
+        foreign = await start_static_site(attacker_pages(), 0)
+        foreign_port = foreign.addresses[0][1]
         try:
             page = await browser.new_page()
             await page.goto(f"http://127.0.0.1:{server.port}/")
@@ -35,7 +37,9 @@ async def test_allowed_origin_connects_and_foreign_origin_is_refused(browser, au
             assert '"push":"welcome"' in first
 
             attacker = await browser.new_page()
-            await attacker.goto(f"http://127.0.0.1:{server.port + 1}/")
+            await attacker.goto(
+                f"http://127.0.0.1:{foreign_port}/?target=ws://127.0.0.1:{server.port}/ws"
+            )
             await attacker.wait_for_function(
                 "() => document.getElementById('result').className !== ''", timeout=10_000
             )
@@ -48,5 +52,5 @@ async def test_allowed_origin_connects_and_foreign_origin_is_refused(browser, au
     # Only WebSocket handshakes count here (the browser also asks for /favicon.ico: a 404).
     rejected = [e for e in audit.rejected() if e["path"] == "/ws"]
     assert [(e["status"], e["reason"], e["origin"]) for e in rejected] == [
-        (403, "origin_not_allowed", f"http://127.0.0.1:{server.port + 1}")
+        (403, "origin_not_allowed", f"http://127.0.0.1:{foreign_port}")
     ]
