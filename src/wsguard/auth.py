@@ -33,6 +33,8 @@ _UNAUTHORIZED = "Unauthorized"
 _REPLAYED = Reject(401, _UNAUTHORIZED, "replayed_ticket")
 _REVOKED = Reject(403, "Forbidden", "revoked")
 _BUSY = Reject(503, "Service Unavailable", "auth_busy")
+# The shared ticket store (Redis) is down: a ticket cannot be proven unused, so it is refused.
+_STORE_DOWN = Reject(503, "Service Unavailable", "ticket_store_unavailable")
 _BASIC_CHALLENGE = ("WWW-Authenticate", 'Basic realm="wsguard"')
 # Concurrent password checks (argon2: memory-hard by design).
 _MAX_VERIFYING = 4
@@ -139,15 +141,21 @@ class AuthService:
                 ok = await loop.run_in_executor(None, accept.verify)
             if not ok:
                 return Reject(401, _UNAUTHORIZED, accept.verify_reason, (_BASIC_CHALLENGE,))
-        if accept.consume is not None and not await self._consume(
-            accept.consume, accept.consume_until
-        ):
-            return _REPLAYED
+        if accept.consume is not None:
+            refused = await self._consume(accept.consume, accept.consume_until)
+            if refused is not None:
+                return refused
         return self.check_revoked(principal) or principal
 
-    async def _consume(self, ticket_id: str, until: float | None) -> bool:
-        """Consume a single-use id once, in the shared store (False: already used)."""
-        return await self.tickets.consume(ticket_id, self.clock() if until is None else until)
+    async def _consume(self, ticket_id: str, until: float | None) -> Reject | None:
+        """Consume a single-use id once, in the shared store: None the first time, the
+        refusal for a replay or when the store cannot answer."""
+        try:
+            fresh = await self.tickets.consume(ticket_id, self.clock() if until is None else until)
+        except ConnectionError:
+            log.warning("ticket store unavailable; ticket refused")
+            return _STORE_DOWN
+        return None if fresh else _REPLAYED
 
     def check_revoked(self, principal: Principal) -> Reject | None:
         return _REVOKED if self.revocations.is_revoked(principal, self.clock()) else None
@@ -187,7 +195,8 @@ class AuthService:
             return result
         if isinstance(result, Authenticated):
             assert result.consume is not None  # noqa: S101 - tickets are always single-use
-            if not await self._consume(result.consume, result.consume_until):
-                return _REPLAYED
+            refused = await self._consume(result.consume, result.consume_until)
+            if refused is not None:
+                return refused
             result = result.principal
         return self.check_revoked(result) or result

@@ -69,8 +69,19 @@ def config_show(file: Path, overrides: tuple[str, ...]) -> int:
 @_set_option
 @click.option("--host", help="Bind address (same as --set server.host=...).")
 @click.option("--port", type=int, help="Port, 0 for any free one (same as --set server.port=...).")
+@click.option(
+    "--workers",
+    type=int,
+    metavar="N",
+    help="Processes sharing the port; more than 1 needs broker.url = redis://... "
+    "(same as --set server.workers=...).",
+)
 def serve(
-    config_file: Path | None, overrides: tuple[str, ...], host: str | None, port: int | None
+    config_file: Path | None,
+    overrides: tuple[str, ...],
+    host: str | None,
+    port: int | None,
+    workers: int | None,
 ) -> int:
     """Run the server until SIGTERM or SIGINT. Without -c: defaults plus environment."""
     extra = list(overrides)
@@ -78,7 +89,10 @@ def serve(
         extra.append(f"server.host={host}")
     if port is not None:
         extra.append(f"server.port={port}")
-    # --host and --port are plain overrides, so every rule (public bind needs TLS...) applies.
+    if workers is not None:
+        extra.append(f"server.workers={workers}")
+    # --host, --port and --workers are plain overrides, so every rule (public bind needs TLS,
+    # several workers need Redis...) applies.
     settings = load_settings(config_file, overrides=extra)
     from wsguard.server.lifecycle import serve as run_server
 

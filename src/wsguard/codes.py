@@ -27,6 +27,7 @@ class CloseCode(IntEnum):
     TOO_MANY_VIOLATIONS = 4408
     SHUTTING_DOWN = 4503
     SLOW_CONSUMER = 4509
+    INSUFFICIENT_STATE = 4510
 
     @property
     def reconnect_allowed(self) -> bool:

@@ -62,6 +62,15 @@ def validate(s: Settings) -> None:
             'must start with "memory://", "redis://" or "rediss://", got '
             + (f"scheme {show(scheme)}" if scheme else "no scheme"),
         )
+    prefix = s.broker.prefix
+    if not prefix or len(prefix) > 64 or any(c.isspace() or c in "{}*?[]" for c in prefix):
+        raise ConfigError(
+            "broker.prefix",
+            f"must be 1 to 64 characters without spaces, braces or glob characters, got "
+            f"{show(prefix)}",
+        )
+    if not s.broker.presence_ttl >= 3:
+        raise ConfigError("broker.presence_ttl", "must be at least 3 seconds")
     _env_var_name("api.key_env", s.api.key_env)
     if not s.api.host.strip():
         raise ConfigError("api.host", "must not be empty")
@@ -80,13 +89,18 @@ def _env_var_name(field: str, value: str | None) -> None:
 
 
 def _validate_server(s: Settings) -> None:
-    if s.server.workers > 1:
-        # Several processes need shared state (tickets, revocations, channels): the Redis
-        # broker, which is not available yet. One process must not pretend to be N.
-        raise ConfigError(
-            "server.workers", "more than one worker needs the Redis broker, not available yet"
-        )
     server = s.server
+    if server.workers < 1:
+        raise ConfigError("server.workers", f"must be a positive integer, got {server.workers}")
+    if server.workers > 1 and urlsplit(s.broker.url).scheme not in ("redis", "rediss"):
+        # Each worker is its own process: with memory:// a ticket minted through one worker's
+        # API, a revocation, a subscription's publications would all stay in that worker.
+        raise ConfigError(
+            "server.workers",
+            "more than one worker needs a shared broker: set broker.url to redis://...; with "
+            "memory:// every worker would keep its own channels, history, tickets and "
+            "revocations",
+        )
     if not server.host.strip() or any(c.isspace() for c in server.host):
         raise ConfigError(
             "server.host", f"must be a host name or IP address, got {show(server.host)}"

@@ -8,6 +8,7 @@ face maps each family to the wire; exception text is never echoed to the peer.
 from __future__ import annotations
 
 __all__ = [
+    "BrokerUnavailable",
     "ConfigError",
     "Disconnect",
     "HandshakeRejected",
@@ -70,3 +71,11 @@ class Disconnect(WsGuardError):
         self.code = code
         self.reason = reason
         super().__init__(f"{code} {reason}")
+
+
+class BrokerUnavailable(WsGuardError, ConnectionError):
+    """The shared broker (Redis) cannot be reached: the operation did not happen.
+
+    A ``ConnectionError``, so callers that map connection failures to a 503 reply or an HTTP
+    503 need no broker-specific code.
+    """

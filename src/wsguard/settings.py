@@ -157,7 +157,12 @@ class LimitsConfig:
 
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
+    # memory:// (one process) or redis://[:password@]host:port/db, rediss:// for TLS.
     url: str = "memory://"
+    # Put before every Redis key and pub/sub channel: deployments sharing one Redis stay apart.
+    prefix: str = "wsguard:"
+    # Seconds a presence entry outlives its node's last refresh (a dead node's clients leave).
+    presence_ttl: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

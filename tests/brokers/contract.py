@@ -3,7 +3,7 @@
 Subclass ``BrokerContract`` in a ``test_*.py`` module and override the ``make_broker`` fixture
 (a factory of fresh, empty brokers reading the ``clock`` fixture). An implementation whose
 delivery is not synchronous (Redis pub/sub) overrides ``settle`` to wait until everything
-published so far has been delivered; one that cannot follow a fake clock overrides ``advance``.
+published so far has been delivered. Every broker reads its time from the ``clock`` fixture.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TypedDict
 
 import pytest
 
-from wsguard.brokers.base import Broker, Publication, StreamPosition
+from wsguard.brokers.base import Broker, Publication, StreamPosition, Subscription
 from wsguard.exceptions import InvalidState
 
 
@@ -77,13 +77,21 @@ class BrokerContract:
     async def advance(self, clock: FakeClock, seconds: float) -> None:
         clock.now += seconds
 
+    async def subscribe(
+        self, broker: Broker, channel: str, callback: Callable[[Publication], None]
+    ) -> Subscription:
+        """Subscribe and wait until the subscription is live (``Broker.subscribed``)."""
+        subscription = broker.subscribe(channel, callback)
+        await broker.subscribed(subscription)
+        return subscription
+
     # Offsets
 
     async def test_offsets_are_gap_free_under_1000_concurrent_publishes(
         self, broker: Broker
     ) -> None:
         recorder = Recorder()
-        broker.subscribe("room:a", recorder)
+        await self.subscribe(broker, "room:a", recorder)
         payloads = [b'{"n":%d}' % n for n in range(1000)]
         published = await asyncio.gather(
             *(broker.publish("room:a", p, history_size=1000, history_ttl=0) for p in payloads)
@@ -186,7 +194,7 @@ class BrokerContract:
     async def test_history_drops_publications_older_than_the_ttl(
         self, broker: Broker, clock: FakeClock
     ) -> None:
-        broker.subscribe("room:a", Recorder())  # keeps the stream alive
+        await self.subscribe(broker, "room:a", Recorder())  # keeps the stream alive
         first = await broker.publish("room:a", b"1", history_size=10, history_ttl=10)
         await self.advance(clock, 5)
         await broker.publish("room:a", b"2", history_size=10, history_ttl=10)
@@ -234,7 +242,7 @@ class BrokerContract:
         self, broker: Broker
     ) -> None:
         recorder = Recorder()
-        broker.subscribe("room:a", recorder)
+        await self.subscribe(broker, "room:a", recorder)
         first = await broker.publish("room:a", b"1", history_size=0, history_ttl=0)
         second = await broker.publish("room:a", b"2", history_size=0, history_ttl=0)
         await self.settle(broker)
@@ -252,9 +260,9 @@ class BrokerContract:
         self, broker: Broker
     ) -> None:
         first, second, elsewhere = Recorder(), Recorder(), Recorder()
-        broker.subscribe("room:a", first)
-        broker.subscribe("room:a", second)
-        broker.subscribe("room:b", elsewhere)
+        await self.subscribe(broker, "room:a", first)
+        await self.subscribe(broker, "room:a", second)
+        await self.subscribe(broker, "room:b", elsewhere)
         published = [await broker.publish("room:a", b"%d" % n, **KEEP) for n in range(20)]
         await self.settle(broker)
         assert first.received == published
@@ -263,8 +271,8 @@ class BrokerContract:
 
     async def test_an_unsubscribed_callback_gets_nothing_more(self, broker: Broker) -> None:
         leaving, staying = Recorder(), Recorder()
-        subscription = broker.subscribe("room:a", leaving)
-        broker.subscribe("room:a", staying)
+        subscription = await self.subscribe(broker, "room:a", leaving)
+        await self.subscribe(broker, "room:a", staying)
         await broker.publish("room:a", b"1", **KEEP)
         await self.settle(broker)
         broker.unsubscribe(subscription)
@@ -281,9 +289,9 @@ class BrokerContract:
             raise RuntimeError("subscriber bug")
 
         before, after = Recorder(), Recorder()
-        broker.subscribe("room:a", before)
-        broker.subscribe("room:a", broken)
-        broker.subscribe("room:a", after)
+        await self.subscribe(broker, "room:a", before)
+        await self.subscribe(broker, "room:a", broken)
+        await self.subscribe(broker, "room:a", after)
         with caplog.at_level(logging.ERROR, logger="wsguard.broker"):
             for _ in range(3):
                 await broker.publish("room:a", b"x", **KEEP)

@@ -44,6 +44,7 @@ class RecordingControl:
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
         self.sockets = {"alice": 3}
+        self.broker_down = False
         self.subscribers: dict[str, int] = {}
         self.refusals: dict[str, Exception] = {}
         self.metrics = Metrics()
@@ -61,12 +62,16 @@ class RecordingControl:
             user, origin, ttl=ttl or 30.0, roles=roles, channels=channels, secret=TICKET_SECRET
         )
 
-    def revoke(self, user: str) -> int:
+    async def revoke(self, user: str) -> int:
         self.calls.append(("revoke", user))
+        if self.broker_down:
+            raise ConnectionError("the broker is down")
         return self.sockets.get(user, 0)
 
-    def disconnect(self, user: str, code: int) -> int:
+    async def disconnect(self, user: str, code: int) -> int:
         self.calls.append(("disconnect", user, code))
+        if self.broker_down:
+            raise ConnectionError("the broker is down")
         return self.sockets.get(user, 0)
 
     async def publish(self, channel: str, data: Any) -> Publication:
@@ -358,6 +363,26 @@ async def test_revoke_returns_how_many_sockets_were_closed(
     status, reply, _ = await api.call("POST", "/api/revoke", {"user": "nobody"})
     assert (status, reply) == (200, {"ok": True, "result": {"closed": 0}})
     assert control.calls == [("revoke", "alice"), ("revoke", "nobody")]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/api/revoke", {"user": "alice"}), ("/api/disconnect", {"user": "alice", "code": 4000})],
+)
+async def test_revoke_and_disconnect_that_other_nodes_missed_are_503(
+    api: Api, control: RecordingControl, path: str, body: dict[str, object]
+) -> None:
+    control.broker_down = True
+    status, reply, _ = await api.call("POST", path, body)
+    assert status == 503
+    assert reply == {
+        "ok": False,
+        "error": {
+            "code": 503,
+            "reason": "unavailable",
+            "message": "done on this node only: the broker is unavailable",
+        },
+    }
 
 
 async def test_disconnect_defaults_to_4503(api: Api, control: RecordingControl) -> None:

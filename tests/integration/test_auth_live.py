@@ -344,7 +344,7 @@ async def test_revoked_user_is_disconnected_4403_within_a_second_and_refused_aft
         assert status == 101
         clients.append(client)
     started = time.monotonic()
-    assert server.revoke("alice") == 3
+    assert await server.revoke("alice") == 3
     codes = await asyncio.gather(*(c.read_until_close(timeout=1) for c in clients))
     assert codes == [4403, 4403, 4403]
     assert time.monotonic() - started < 1.0

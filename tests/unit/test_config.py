@@ -252,7 +252,10 @@ def test_key_in_the_wrong_section_suggests_the_right_one(tmp_path: Path):
 
 
 def test_unknown_key_without_close_match_lists_known_keys(tmp_path: Path):
-    assert error_of(tmp_path, "[broker]\nzzz = 1\n") == "broker.zzz: unknown key; known: url"
+    assert (
+        error_of(tmp_path, "[broker]\nzzz = 1\n")
+        == "broker.zzz: unknown key; known: url, prefix, presence_ttl"
+    )
 
 
 def test_unknown_key_in_nested_section(tmp_path: Path):
@@ -403,10 +406,31 @@ def test_port_zero_means_pick_a_free_port():
     assert (settings.server.port, settings.api.port) == (0, 65535)
 
 
-def test_more_than_one_worker_is_refused_until_a_shared_broker_exists():
+def test_more_than_one_worker_on_the_memory_broker_is_refused_with_the_fix():
     assert override_error("server.workers=2") == (
-        "server.workers: more than one worker needs the Redis broker, not available yet"
+        "server.workers: more than one worker needs a shared broker: set broker.url to "
+        "redis://...; with memory:// every worker would keep its own channels, history, "
+        "tickets and revocations"
     )
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://cache.example.com:6380"])
+def test_more_than_one_worker_is_allowed_on_a_redis_broker(url: str):
+    settings = load_settings(env={}, overrides=["server.workers=4", f"broker.url={url}"])
+    assert settings.server.workers == 4
+
+
+def test_one_worker_keeps_the_memory_broker():
+    settings = load_settings(env={}, overrides=["server.workers=1"])
+    assert (settings.server.workers, settings.broker.url) == (1, "memory://")
+
+
+def test_workers_below_one_are_refused_by_the_rules_too():
+    from wsguard.config_rules import validate
+
+    with pytest.raises(ConfigError) as info:
+        validate(Settings(server=ServerConfig(workers=0)))
+    assert str(info.value) == "server.workers: must be a positive integer, got 0"
 
 
 def test_workers_must_be_at_least_one():

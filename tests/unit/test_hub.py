@@ -6,6 +6,7 @@ import asyncio
 
 import orjson
 
+from wsguard.brokers.base import Publication
 from wsguard.brokers.memory import MemoryBroker
 from wsguard.metrics import Metrics
 from wsguard.server.hub import Hub, encode_push, text_frame
@@ -18,10 +19,14 @@ class Recorder:
         self.frames: list[bytes] = []
         self.outbox: list[bytes] = []
         self.flushes = 0
+        self.closed: list[tuple[int, str]] = []
 
     def push_frame(self, frame: bytes, payload: bytes) -> bool:
         self.outbox.append(frame)
         return len(self.outbox) == 1
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed.append((code, reason))
 
     def flush_pushes(self) -> None:
         self.flushes += 1
@@ -110,3 +115,55 @@ def test_push_embeds_the_encoded_data_unchanged() -> None:
         "offset": 7,
         "data": {"t": "&lt;b&gt;"},
     }
+
+
+class LaggingBroker(MemoryBroker):
+    """A memory broker whose delivery lags its store, as Redis pub/sub lags the Lua script that
+    stored the publication: publications reach subscribers only at ``catch_up``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight: list[tuple[object, Publication]] = []
+
+    def subscribe(self, channel, callback, lost=None):  # type: ignore[no-untyped-def]
+        return super().subscribe(channel, lambda p: self.in_flight.append((callback, p)), lost)
+
+    def catch_up(self) -> None:
+        for callback, publication in self.in_flight:
+            callback(publication)  # type: ignore[operator]
+        self.in_flight.clear()
+
+
+async def test_a_member_released_ahead_of_a_lagging_delivery_gets_nothing_twice() -> None:
+    broker = LaggingBroker()
+    hub = Hub(broker, Metrics())
+    early, joining = Recorder(), Recorder()
+    hub.join("chat:a", early)
+    for n in range(3):
+        await publish(broker, "chat:a", n)
+    # The joining member reads its position from the store (offset 3) while the three
+    # publications are still on their way to this hub.
+    hub.join("chat:a", joining, hold=True)
+    position = (await broker.history("chat:a", since=None, limit=0)).position
+    hub.release("chat:a", joining, position.epoch, after=position.offset)
+    broker.catch_up()
+    await publish(broker, "chat:a", 3)
+    broker.catch_up()
+    await asyncio.sleep(0)
+    assert early.offsets() == [1, 2, 3, 4]
+    assert joining.offsets() == [4]
+
+
+async def test_lost_publications_close_every_member_of_the_channel_with_4510() -> None:
+    broker = MemoryBroker()
+    hub = Hub(broker, Metrics())
+    live, held, elsewhere = Recorder(), Recorder(), Recorder()
+    hub.join("chat:a", live)
+    hub.join("chat:a", held, hold=True)
+    hub.join("chat:b", elsewhere)
+    subscription = next(iter(broker._channels["chat:a"].subscribers))
+    assert subscription.lost is not None
+    subscription.lost("chat:a")
+    assert live.closed == [(4510, "insufficient state")]
+    assert held.closed == [(4510, "insufficient state")]
+    assert elsewhere.closed == []

@@ -9,7 +9,9 @@ from typing import Any, Protocol
 
 __all__ = [
     "Broker",
+    "ControlCallback",
     "HistoryResult",
+    "LostCallback",
     "PresenceInfo",
     "Publication",
     "PublicationCallback",
@@ -83,17 +85,24 @@ class HistoryResult:
 
 
 PublicationCallback = Callable[[Publication], None]
+LostCallback = Callable[[str], None]
+"""Called with a channel name when publications on it were lost and cannot be replayed."""
+ControlCallback = Callable[[dict[str, Any]], None]
+"""Called with each control message (revoke, disconnect) sent by another node."""
 PresenceInfo = dict[str, Any]
 
 
 class Subscription:
     """A handle on one local subscription; give it back to ``Broker.unsubscribe``."""
 
-    __slots__ = ("active", "callback", "channel")
+    __slots__ = ("active", "callback", "channel", "lost")
 
-    def __init__(self, channel: str, callback: PublicationCallback) -> None:
+    def __init__(
+        self, channel: str, callback: PublicationCallback, lost: LostCallback | None = None
+    ) -> None:
         self.channel = channel
         self.callback = callback
+        self.lost = lost
         self.active = True
 
     def __repr__(self) -> str:
@@ -125,10 +134,24 @@ class Broker(Protocol):
         """
         ...
 
-    def subscribe(self, channel: str, callback: PublicationCallback) -> Subscription:
-        """Call ``callback`` synchronously, in publish order, once per later publication.
+    def subscribe(
+        self, channel: str, callback: PublicationCallback, lost: LostCallback | None = None
+    ) -> Subscription:
+        """Call ``callback`` in publish order, once per publication made after
+        ``subscribed`` returned, with no gap and no duplicate.
 
+        When the broker cannot keep that promise (its link to the shared store broke and the
+        history no longer covers what was missed, or the stream restarted), it calls ``lost``
+        with the channel name instead of skipping silently, then goes on with the new stream.
         A callback that raises is logged and counted; delivery to the others goes on.
+        """
+        ...
+
+    async def subscribed(self, subscription: Subscription) -> None:
+        """Return once every later publication will reach ``subscription``.
+
+        Raises:
+            BrokerUnavailable: the broker could not confirm it in time.
         """
         ...
 
@@ -152,6 +175,23 @@ class Broker(Protocol):
 
     async def presence(self, channel: str) -> dict[str, PresenceInfo]:
         """The clients present in ``channel``: client id -> info (a copy)."""
+        ...
+
+    async def send_control(self, message: dict[str, Any]) -> None:
+        """Send ``message`` (JSON-able, with an ``op``) to every other node's control callback.
+
+        Raises:
+            BrokerUnavailable: it could not be sent.
+        """
+        ...
+
+    def on_control(self, callback: ControlCallback) -> None:
+        """Call ``callback`` with every control message another node sends."""
+        ...
+
+    async def start(self) -> None:
+        """Start background work (a shared broker's listener). Idempotent; does not wait for
+        a shared store to answer."""
         ...
 
     async def close(self) -> None:

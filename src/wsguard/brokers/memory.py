@@ -17,7 +17,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from wsguard.brokers.base import (
+    ControlCallback,
     HistoryResult,
+    LostCallback,
     PresenceInfo,
     Publication,
     PublicationCallback,
@@ -148,15 +150,27 @@ class MemoryBroker:
         self._drop_if_idle(channel)
         return publication
 
-    def subscribe(self, channel: str, callback: PublicationCallback) -> Subscription:
+    def subscribe(
+        self, channel: str, callback: PublicationCallback, lost: LostCallback | None = None
+    ) -> Subscription:
+        # Nothing is ever lost in one process: ``lost`` is never called.
         self._check_open()
         self._sweep(self._clock())
         state = self._channels.get(channel)
         if state is None:
             state = self._channels[channel] = _Channel()
-        subscription = Subscription(channel, callback)
+        subscription = Subscription(channel, callback, lost)
         state.subscribers[subscription] = None
         return subscription
+
+    async def subscribed(self, subscription: Subscription) -> None:
+        """Delivery is synchronous: a subscription is live as soon as it exists."""
+
+    async def send_control(self, message: dict[str, Any]) -> None:
+        """One process is the only node: there is nobody else to tell."""
+
+    def on_control(self, callback: ControlCallback) -> None:
+        """No other node ever sends anything."""
 
     def unsubscribe(self, subscription: Subscription) -> None:
         subscription.active = False
@@ -207,6 +221,9 @@ class MemoryBroker:
         if state is None:
             return {}
         return {client_id: dict(info) for client_id, info in state.presence.items()}
+
+    async def start(self) -> None:
+        """Nothing runs in the background."""
 
     async def close(self) -> None:
         self._closed = True

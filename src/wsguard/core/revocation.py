@@ -24,7 +24,9 @@ class Revocations:
         self._revoked: dict[str, float] = {}
 
     def revoke(self, user_id: str, now: float) -> None:
-        self._revoked[user_id] = now
+        """Record a revocation at ``now``; an older one (replayed from another node) never
+        moves a newer one back."""
+        self._revoked[user_id] = max(now, self._revoked.get(user_id, now))
 
     def is_revoked(self, principal: Principal, now: float) -> bool:
         """Whether ``principal``'s credential predates a live revocation of its user."""

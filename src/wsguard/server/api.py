@@ -66,11 +66,19 @@ class ApiControl(Protocol):
     ) -> str:
         """Mint a ticket (``ttl=None``: ``auth.ticket.ttl``). Raises ``ValueError`` on bad args."""
 
-    def revoke(self, user: str) -> int:
-        """Close every socket of ``user`` with 4403; return how many."""
+    async def revoke(self, user: str) -> int:
+        """Revoke ``user`` on every node; return how many sockets closed on this one.
 
-    def disconnect(self, user: str, code: int) -> int:
-        """Close every socket of ``user`` with ``code``; return how many."""
+        Raises:
+            ConnectionError: the other nodes could not be told (the broker is down).
+        """
+
+    async def disconnect(self, user: str, code: int) -> int:
+        """Close every socket of ``user`` with ``code`` on every node; return this node's count.
+
+        Raises:
+            ConnectionError: the other nodes could not be told (the broker is down).
+        """
 
     async def publish(self, channel: str, data: Any) -> Publication:
         """Publish ``data`` to ``channel`` through the channel's schemas and encoding.
@@ -199,8 +207,11 @@ class ApiServer:
         # No access log: it would be one more place for request details to leak.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
+        # Pre-fork workers (server.workers > 1) share the port, each answering for itself.
+        reuse_port = self.settings.server.workers > 1 or None
+        site = web.TCPSite(runner, config.host, config.port, backlog=128, reuse_port=reuse_port)
         try:
-            await web.TCPSite(runner, config.host, config.port, backlog=128).start()
+            await site.start()
         except OSError as exc:
             await runner.cleanup()
             raise ConfigError(
@@ -319,7 +330,10 @@ class ApiServer:
         return {"ticket": ticket, "expires_in": expires_in}
 
     async def _revoke(self, body: Mapping[str, Any]) -> dict[str, object]:
-        return {"closed": self._control.revoke(_string(body, "user"))}
+        try:
+            return {"closed": await self._control.revoke(_string(body, "user"))}
+        except ConnectionError:
+            raise _unreached() from None
 
     async def _disconnect(self, body: Mapping[str, Any]) -> dict[str, object]:
         user = _string(body, "user")
@@ -327,7 +341,15 @@ class ApiServer:
         # Only the application range (DESIGN.md §6): RFC 6455 codes mean protocol events.
         if not (is_number(code) and isinstance(code, int) and 4000 <= code <= 4999):
             raise _bad("code", "must be an integer from 4000 to 4999")
-        return {"closed": self._control.disconnect(user, code)}
+        try:
+            return {"closed": await self._control.disconnect(user, code)}
+        except ConnectionError:
+            raise _unreached() from None
+
+
+def _unreached() -> _ApiError:
+    """Done on this node, not known to be done on the others: the caller must retry."""
+    return _ApiError(503, "unavailable", "done on this node only: the broker is unavailable")
 
 
 _METHODS: Final = {"POST": frozenset({"POST"}), "GET": frozenset({"GET", "HEAD"})}

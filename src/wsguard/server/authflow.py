@@ -24,7 +24,13 @@ from wsguard.settings import AuthConfig
 __all__ = ["AuthFlow"]
 
 # What the peer is told about a failed credential: the status and nothing more.
-_PUBLIC = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 429: "too_many_requests"}
+_PUBLIC = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    429: "too_many_requests",
+    503: "unavailable",
+}
 
 
 def _failure(msg_id: object, status: int) -> bytes:
@@ -115,6 +121,10 @@ class AuthFlow:
             conn.close(CloseCode.FORBIDDEN, "forbidden")
         elif reject.status == 429:
             conn.close(CloseCode.TRY_AGAIN_LATER, "try again later")
+        elif reject.status == 503:
+            # Not the credential's fault (the ticket store is down): the client may retry.
+            if not refresh:
+                conn.close(CloseCode.TRY_AGAIN_LATER, "try again later")
         elif not refresh:
             conn.close(CloseCode.UNAUTHORIZED, "unauthorized")
         # A failed refresh leaves the current credential in force until it expires.

@@ -8,9 +8,14 @@ loop pass, so N publications in one pass cost each subscriber one ``write``. A s
 queue passes ``limits.max_send_queue_bytes`` is closed with 4509 by its own connection and
 costs the others nothing: nothing here waits for a socket.
 
-A subscriber joining with recovery (``subscribe`` with ``since``) is held: publications for it
-are buffered while its history is read, then ``release`` sends those after the replayed ones,
-so the client sees every offset once and in order.
+A subscriber joins held: publications for it are buffered while its position (and, with
+``since``, its history) is read, then ``release`` sends those after that position, so the
+client sees every offset once and in order, whatever the broker's delivery latency.
+
+When the broker reports publications lost for good (the Redis link broke and the history no
+longer covers the gap), every subscriber of that channel is closed with 4510 (reconnect
+allowed): the client resubscribes with ``since`` and is told ``complete: false`` truthfully,
+instead of silently missing messages.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Protocol
 import orjson
 
 from wsguard.brokers.base import Broker, Publication, Subscription
+from wsguard.codes import CloseCode
 from wsguard.metrics import Metrics
 
 __all__ = ["Hub", "Member", "encode_push", "text_frame"]
@@ -36,6 +42,9 @@ class Member(Protocol):
 
     def flush_pushes(self) -> None:
         """Write the queued frames."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection."""
 
 
 def encode_push(publication: Publication) -> bytes:
@@ -64,12 +73,17 @@ def text_frame(payload: bytes) -> bytes:
 
 
 class _Channel:
-    __slots__ = ("members", "subscription")
+    __slots__ = ("floors", "last", "members", "subscription")
 
     def __init__(self) -> None:
         # member -> None when live, or the publications held while it recovers.
         self.members: dict[Member, list[Publication] | None] = {}
         self.subscription: Subscription | None = None
+        # The last publication delivered here: (epoch, offset).
+        self.last: tuple[str, int] = ("", 0)
+        # Members released at a position this hub has not delivered yet (a shared broker's
+        # delivery lags the store it was read from): what they already have is skipped.
+        self.floors: dict[Member, tuple[str, int]] = {}
 
 
 class Hub:
@@ -104,8 +118,18 @@ class Hub:
         state = self._channels.get(channel)
         if state is None:
             state = self._channels[channel] = _Channel()
-            state.subscription = self._broker.subscribe(channel, self._deliver)
+            state.subscription = self._broker.subscribe(channel, self._deliver, self._lost)
         state.members[member] = [] if hold else None
+
+    async def ready(self, channel: str) -> None:
+        """Return once the broker delivers ``channel``'s later publications here.
+
+        Raises:
+            BrokerUnavailable: the broker could not confirm it.
+        """
+        state = self._channels.get(channel)
+        if state is not None and state.subscription is not None:
+            await self._broker.subscribed(state.subscription)
 
     def release(self, channel: str, member: Member, epoch: str, after: int) -> None:
         """End the hold of ``member``: send what was buffered, skipping what the replay
@@ -118,6 +142,9 @@ class Hub:
         for publication in held or ():
             if publication.epoch != epoch or publication.offset > after:
                 self.send(member, publication)
+        last_epoch, last_offset = state.last
+        if epoch and (last_epoch != epoch or last_offset < after):
+            state.floors[member] = (epoch, after)
 
     def leave(self, channel: str, member: Member) -> None:
         """Stop delivering ``channel`` to ``member``. Idempotent."""
@@ -125,23 +152,38 @@ class Hub:
         if state is None or member not in state.members:
             return
         del state.members[member]
+        state.floors.pop(member, None)
         if not state.members:
             del self._channels[channel]
             if state.subscription is not None:
                 self._broker.unsubscribe(state.subscription)
+
+    def _lost(self, channel: str) -> None:
+        state = self._channels.get(channel)
+        if state is None:
+            return
+        for member in tuple(state.members):
+            member.close(CloseCode.INSUFFICIENT_STATE, "insufficient state")
 
     def _deliver(self, publication: Publication) -> None:
         state = self._channels.get(publication.channel)
         if state is None:
             return
         started = self._clock()
+        state.last = (publication.epoch, publication.offset)
         payload = encode_push(publication)
         frame = text_frame(payload)
         sent = 0
+        floors = state.floors
         for member, held in tuple(state.members.items()):
             if held is not None:
                 held.append(publication)
                 continue
+            if floors and member in floors:
+                epoch, offset = floors[member]
+                if publication.epoch == epoch and publication.offset <= offset:
+                    continue  # the member has it already (replayed, or read as its start)
+                del floors[member]
             if member.push_frame(frame, payload):
                 self._mark_dirty(member)
             sent += 1

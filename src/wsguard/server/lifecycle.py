@@ -15,8 +15,9 @@ from typing import Any
 
 from wsguard.audit import AuditLog
 from wsguard.auth import AuthService
+from wsguard.brokers import open_broker
 from wsguard.brokers.base import Broker, Publication, TicketStore
-from wsguard.brokers.memory import MemoryBroker, MemoryTicketStore
+from wsguard.brokers.memory import MemoryTicketStore
 from wsguard.codes import CloseCode
 from wsguard.exceptions import ConfigError
 from wsguard.metrics import Metrics
@@ -111,6 +112,11 @@ class Server:
         if session_factory is None:
             session_factory = EchoSession if settings.server.echo else ProtocolSession
         self._env = os.environ if env is None else env
+        self._owns_broker = broker is None
+        if broker is None:
+            # ConfigError when redis:// is asked for without the Redis extra installed.
+            broker, default_tickets = open_broker(settings.broker, monotonic=monotonic, clock=clock)
+            tickets = tickets or default_tickets
         # Raises ConfigError when a required method lacks its secret: before binding anything.
         auth = AuthService(settings, self._env, tickets or MemoryTicketStore(clock), clock)
         pipeline = HandshakePipeline(
@@ -118,17 +124,10 @@ class Server:
             loopback_bound=is_loopback_host(settings.server.host),
             authenticators=auth.authenticators,
         )
-        if broker is None and not settings.broker.url.startswith("memory:"):
-            # Never run on the wrong broker quietly: N nodes on N memories lose messages.
-            raise ConfigError(
-                "broker.url", "the Redis broker is not available in this release; use memory://"
-            )
-        self._owns_broker = broker is None
         self.metrics = Metrics()
         # Raises ConfigError for a schema file that cannot be read (config check said so).
-        self.services = Services(
-            settings, broker or MemoryBroker(monotonic), self.metrics, monotonic
-        )
+        self.services = Services(settings, broker, self.metrics, monotonic)
+        broker.on_control(self._on_control)
         self._state = ServerState(
             settings,
             pipeline,
@@ -184,21 +183,71 @@ class Server:
 
     # ------------------------------------------------------------------ control (internal API)
 
-    def revoke(self, user: str) -> int:
-        """Revoke ``user``: close every socket of theirs with 4403, and refuse their
-        credentials issued before now (``auth.revocation_ttl``). Returns the sockets closed."""
+    async def revoke(self, user: str) -> int:
+        """Revoke ``user`` on every node: close each of their sockets with 4403, and refuse
+        their credentials issued before now (``auth.revocation_ttl``). Returns the sockets
+        closed on this node.
+
+        Raises:
+            ConnectionError: done here, but the other nodes could not be told (Redis down).
+        """
         state = self._state
-        state.auth.revoke(user)
-        closed = self.disconnect(user, CloseCode.FORBIDDEN, "revoked")
+        now = state.clock()
+        closed = self._revoke_here(user, now)
+        await self.services.broker.send_control({"op": "revoke", "user": user, "at": now})
+        return closed
+
+    async def disconnect(self, user: str, code: int, reason: str = "disconnected") -> int:
+        """Close every socket of ``user`` with ``code`` on every node; returns this node's.
+
+        Raises:
+            ConnectionError: done here, but the other nodes could not be told (Redis down).
+        """
+        closed = self._disconnect_here(user, code, reason)
+        await self.services.broker.send_control(
+            {"op": "disconnect", "user": user, "code": code, "reason": reason}
+        )
+        return closed
+
+    def _revoke_here(self, user: str, at: float) -> int:
+        state = self._state
+        state.auth.revocations.revoke(user, at)
+        closed = self._disconnect_here(user, CloseCode.FORBIDDEN, "revoked")
         state.audit.emit("user_revoked", user=user, closed=closed)
         return closed
 
-    def disconnect(self, user: str, code: int, reason: str = "disconnected") -> int:
-        """Close every socket of ``user`` with ``code``. Returns how many."""
+    def _disconnect_here(self, user: str, code: int, reason: str) -> int:
         conns = list(self._state.by_user.get(user, ()))
         for conn in conns:
             conn.close(code, reason)
         return len(conns)
+
+    def _on_control(self, message: dict[str, Any]) -> None:
+        """A control message from another node (through the broker)."""
+        op, user = message.get("op"), message.get("user")
+        if op == "connected":
+            # (Re)connected to Redis: revocations sent while this node was away apply now.
+            self.services.spawn(self._replay_revocations())
+        elif not isinstance(user, str):
+            log.warning("ignored a control message without a user: %r", op)
+        elif op == "revoke" and isinstance(message.get("at"), (int, float)):
+            self._revoke_here(user, float(message["at"]))
+        elif op == "disconnect" and isinstance(message.get("code"), int):
+            self._disconnect_here(user, message["code"], str(message.get("reason", "")))
+        else:
+            log.warning("ignored an unknown control message: %r", op)
+
+    async def _replay_revocations(self) -> None:
+        state = self._state
+        load = getattr(self.services.broker, "revocations", None)
+        if load is None:
+            return
+        revoked = await load(self.settings.auth.revocation_ttl, state.clock())
+        for user, at in revoked.items():
+            state.auth.revocations.revoke(user, at)
+            for conn in list(state.by_user.get(user, ())):
+                if state.auth.check_revoked(conn.principal) is not None:
+                    conn.close(CloseCode.FORBIDDEN, "revoked")
 
     def mint_ticket(
         self,
@@ -242,6 +291,8 @@ class Server:
         jwks = self._state.auth.jwks
         if jwks is not None:
             await jwks.start()  # ConfigError when the keys cannot be fetched: no keys, no start
+        # Does not wait for Redis: while it is down, what needs it is refused with 503.
+        await self.services.broker.start()
         loop = asyncio.get_running_loop()
         state = self._state
         try:
@@ -319,6 +370,9 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 def serve(settings: Settings) -> int:
     """Run the server until SIGTERM or SIGINT, then shut down gracefully. Returns the exit code.
 
+    With ``server.workers > 1`` this process becomes the supervisor of that many worker
+    processes sharing the port (``wsguard.server.workers``).
+
     Raises:
         ConfigError: for start-up problems (certificate, address in use).
     """
@@ -327,13 +381,48 @@ def serve(settings: Settings) -> int:
     configure_logging(settings)
     for warning in insecure_switches(settings):
         log.warning("insecure setting: %s", warning)
+    if settings.server.workers > 1:
+        from wsguard.server.workers import supervise
+
+        return supervise(settings)
+    _serve_one(settings, _announce)
+    return 0
+
+
+def _announce(port: int) -> None:
+    print(f"wsguard listening on port {port}", flush=True)
+
+
+def _serve_one(
+    settings: Settings,
+    on_ready: Callable[[int], None],
+    *,
+    stop_signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+    stop_fd: int | None = None,
+) -> None:
+    """Run one server, and the internal API when its key is set, in a new event loop.
+
+    ``on_ready(port)`` is called once both listen. Stops gracefully on any of ``stop_signals``
+    or, for a supervised worker, when ``stop_fd`` becomes readable (its supervisor is gone).
+
+    Raises:
+        ConfigError: for start-up problems (certificate, address in use, API key).
+    """
     loop = _new_loop()
     asyncio.set_event_loop(loop)
 
     async def main() -> None:
         stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in stop_signals:
             loop.add_signal_handler(sig, stop.set)
+        if stop_fd is not None:
+
+            def orphaned() -> None:
+                loop.remove_reader(stop_fd)  # level-triggered: would fire on every pass
+                log.warning("the supervisor is gone: shutting down")
+                stop.set()
+
+            loop.add_reader(stop_fd, orphaned)
         server = Server(settings)
         await server.start()
         api = None
@@ -345,7 +434,7 @@ def serve(settings: Settings) -> int:
             log.info("internal API on http://%s:%d", settings.api.host, api.port)
         else:
             log.info("internal API off: %s is not set", settings.api.key_env)
-        print(f"wsguard listening on port {server.port}", flush=True)
+        on_ready(server.port)
         await stop.wait()
         log.info("shutting down: closing %d connections", server.connections)
         if api is not None:
@@ -356,4 +445,3 @@ def serve(settings: Settings) -> int:
         loop.run_until_complete(main())
     finally:
         loop.close()
-    return 0

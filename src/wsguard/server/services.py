@@ -75,8 +75,13 @@ class Services:
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
+        if task.cancelled():
+            return
+        error = task.exception()
+        if isinstance(error, ConnectionError):
+            log.warning("background task skipped: %s", error)
+        elif error is not None:
+            log.error("background task failed", exc_info=error)
 
     def rule(self, channel: str) -> ChannelConfig:
         """The rule of a channel from a trusted publisher (the API, Python code).

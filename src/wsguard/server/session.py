@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import orjson
 
-from wsguard.brokers.base import StreamPosition
+from wsguard.brokers.base import HistoryResult, StreamPosition
 from wsguard.codes import CloseCode, ReplyCode
 from wsguard.core.authz import authorize, grants_allow
 from wsguard.core.codec import Violation
@@ -236,6 +236,13 @@ class ProtocolSession:
             await _OPS[type(msg)](self, msg)
         except ReplyError as error:
             self._fail(msg.id, error)
+        except ConnectionError:
+            # The shared broker (Redis) is down: the operation did not happen; say so.
+            log.warning("broker unavailable; %s refused", type(msg).__name__.lower())
+            self._fail(
+                msg.id,
+                ReplyError(ReplyCode.UNAVAILABLE, "unavailable", "the broker is unavailable"),
+            )
 
     async def _ping(self, msg: Ping) -> None:
         self.conn.send_text(_reply(msg.id, {}))
@@ -282,19 +289,33 @@ class ProtocolSession:
         self.channels[channel] = present
         hub, broker, conn = services.hub, services.broker, self.conn
         since = msg.since
-        # Join first, then read the position: a publication in between is delivered live
-        # (and, when recovering, held and deduplicated by offset).
-        hub.join(channel, conn, hold=since is not None)
-        if since is None:
-            result = await broker.history(channel, since=None, limit=0)
-        else:
-            result = await broker.history(
-                channel, since=StreamPosition(since.epoch, since.offset), limit=RECOVERY_LIMIT
-            )
+        # Join held, wait until the broker delivers here, then read the position: whatever is
+        # published meanwhile is held and deduplicated by offset, never lost nor doubled.
+        hub.join(channel, conn, hold=True)
+        try:
+            await hub.ready(channel)
+            if since is None:
+                result = await broker.history(channel, since=None, limit=0)
+            else:
+                result = await broker.history(
+                    channel, since=StreamPosition(since.epoch, since.offset), limit=RECOVERY_LIMIT
+                )
+                if not result.complete and result.position.epoch != since.epoch:
+                    # The stream restarted (another epoch): the client lost what it missed in
+                    # the old one, and gets everything the new one still holds.
+                    fresh = await broker.history(channel, since=None, limit=RECOVERY_LIMIT)
+                    result = HistoryResult(fresh.publications, False, fresh.position)
+        except ConnectionError:
+            if channel in self.channels:
+                self._leave(channel)
+            raise ReplyError(
+                ReplyCode.UNAVAILABLE, "unavailable", "the broker is unavailable"
+            ) from None
         if self._closed or channel not in self.channels:
             return
         position = result.position
         conn.send_text(_reply(msg.id, {"epoch": position.epoch, "offset": position.offset}))
+        last = position.offset
         if since is not None:
             last = since.offset if result.complete else 0
             for publication in result.publications:
@@ -309,11 +330,16 @@ class ProtocolSession:
                 "offset": last,
             }
             conn.send_text(orjson.dumps(recovered))
-            hub.release(channel, conn, position.epoch, last)
+        hub.release(channel, conn, position.epoch, last)
         if present:
-            await broker.presence_add(channel, self.client_id, {"user": conn.principal.user_id})
-            if self._closed or channel not in self.channels:
-                await broker.presence_remove(channel, self.client_id)
+            try:
+                await broker.presence_add(channel, self.client_id, {"user": conn.principal.user_id})
+                if self._closed or channel not in self.channels:
+                    await broker.presence_remove(channel, self.client_id)
+            except ConnectionError:
+                # The subscription stands (already answered); a broker that keeps its own
+                # presence entries (Redis) adds this one when it is back.
+                log.warning("broker unavailable; presence of %s not recorded", channel)
 
     async def _unsubscribe(self, msg: Unsubscribe) -> None:
         if msg.channel not in self.channels:
