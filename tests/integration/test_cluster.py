@@ -64,6 +64,17 @@ async def subscribe_all(nodes: list[Node], channel: str, count: int) -> list[Sub
     return subscribers
 
 
+async def stop_reading(
+    readers: list[asyncio.Task[None]], publisher: Publisher, subscribers: list[Subscriber]
+) -> None:
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    await publisher.ws.close()
+    for subscriber in subscribers:
+        await subscriber.close()
+
+
 def describe(s: Subscriber) -> str:
     """What went wrong for one subscriber, short enough for an assertion message."""
     seen = s.received
@@ -94,12 +105,7 @@ async def test_every_subscriber_on_every_node_gets_exactly_1_to_5000_in_order(
             assert [r["result"]["offset"] for r in replies] == list(range(1, MESSAGES + 1))
             await asyncio.wait_for(asyncio.gather(*readers), 240)
         finally:
-            for task in readers:
-                task.cancel()
-            await asyncio.gather(*readers, return_exceptions=True)
-            await publisher.ws.close()
-            for subscriber in subscribers:
-                await subscriber.close()
+            await stop_reading(readers, publisher, subscribers)
     expected = list(range(1, MESSAGES + 1))
     wrong = [s for s in subscribers if s.received != expected]
     assert [describe(s) for s in wrong] == []
@@ -239,12 +245,7 @@ async def test_a_redis_restart_refuses_publishes_with_503_then_recovery_tells_th
             assert [r["result"]["offset"] for r in replies] == list(range(2, 101))
             await asyncio.wait_for(asyncio.gather(*readers), 60)
         finally:
-            for task in readers:
-                task.cancel()
-            await asyncio.gather(*readers, return_exceptions=True)
-            await publisher.ws.close()
-            for subscriber in subscribers:
-                await subscriber.close()
+            await stop_reading(readers, publisher, subscribers)
     for s in subscribers:
         # Nothing doubled, nothing out of order, no refused publication delivered.
         assert s.received[:100] == list(range(1, 101)), s.user

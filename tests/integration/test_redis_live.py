@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
@@ -16,6 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from brokers.test_redis_broker import kill_pubsub_link
 from support.redisdb import REDIS_URL, drop_prefix, unique_prefix
+from support.wsclient import Client
 from wsguard.brokers.redis import RedisBroker
 from wsguard.codes import CloseCode
 from wsguard.server.lifecycle import Server
@@ -36,6 +38,7 @@ ROOMS = ChannelConfig(
     presence=("authenticated",),
     history_size=100,
 )
+ADMIN = ChannelConfig(pattern="admin:*", subscribe=("role:admin",), history_size=100)
 SHORT = ChannelConfig(
     pattern="short:*", subscribe=("authenticated",), publish=("authenticated",), history_size=2
 )
@@ -50,37 +53,12 @@ def node_settings(prefix: str, url: str = REDIS_URL) -> Any:
         },
         origins={"allowed": (APP,)},
         broker={"url": url, "prefix": prefix},
-        channels=[ROOMS, SHORT],
+        channels=[ROOMS, SHORT, ADMIN],
     )
 
 
 def ticket(user: str) -> str:
     return mint(user, APP, secret=SECRET.encode())
-
-
-class Client:
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.next_id = 0
-        self.pushes: list[dict[str, Any]] = []
-
-    async def frame(self, timeout: float = 5.0) -> dict[str, Any]:
-        return orjson.loads(await asyncio.wait_for(self.ws.recv(), timeout))
-
-    async def call(self, op: str, **fields: Any) -> dict[str, Any]:
-        self.next_id += 1
-        await self.ws.send(orjson.dumps({"id": self.next_id, "op": op, **fields}).decode())
-        while True:
-            frame = await self.frame()
-            if "push" not in frame:
-                assert frame.get("id") == self.next_id, frame
-                return frame
-            self.pushes.append(frame)
-
-    async def push(self, timeout: float = 5.0) -> dict[str, Any]:
-        if self.pushes:
-            return self.pushes.pop(0)
-        return await self.frame(timeout)
 
 
 @pytest.fixture
@@ -136,7 +114,7 @@ async def test_a_publication_on_one_node_reaches_subscribers_on_every_node(
         assert reply["result"]["offset"] == n
     epochs = set()
     for client in subscribers:
-        pushes = [await client.push() for _ in range(20)]
+        pushes = [await client.recv() for _ in range(20)]
         assert [(p["push"], p["offset"], p["data"]) for p in pushes] == [
             ("message", n, {"n": n}) for n in range(1, 21)
         ]
@@ -227,7 +205,7 @@ async def test_lost_publications_close_the_subscribers_with_4510_and_recovery_sa
     epoch = reply["result"]["epoch"]
     writer = await open_client(nodes[0], "writer")
     assert (await writer.call("publish", channel="short:a", data=1))["ok"] is True
-    assert (await reader.push())["offset"] == 1
+    assert (await reader.recv())["offset"] == 1
     broker = nodes[1].services.broker
     assert isinstance(broker, RedisBroker)
     await kill_pubsub_link(broker)
@@ -239,7 +217,7 @@ async def test_lost_publications_close_the_subscribers_with_4510_and_recovery_sa
     again = await open_client(nodes[1], "reader")
     reply = await again.call("subscribe", channel="short:a", since={"epoch": epoch, "offset": 1})
     assert reply["result"] == {"epoch": epoch, "offset": 5}
-    replayed = [await again.push() for _ in range(3)]
+    replayed = [await again.recv() for _ in range(3)]
     assert [(p["push"], p.get("offset")) for p in replayed] == [
         ("message", 4),
         ("message", 5),
@@ -301,3 +279,66 @@ async def test_a_ticket_cannot_be_checked_without_redis_so_it_is_refused_with_50
             origin=APP,  # type: ignore[arg-type]
         )
     assert refused.value.response.status_code == 503
+
+
+async def test_without_redis_the_internal_api_answers_503(start_server: Any) -> None:
+    from wsguard.server.api import ApiServer
+
+    settings = loopback_settings(
+        auth={"required": False},
+        broker={"url": "redis://127.0.0.1:1/0", "prefix": "wsguard-dead:"},
+        api={"port": 0},
+        channels=[ROOMS],
+    )
+    server = await start_server(settings=settings)
+    key = "k" * 40
+    async with (
+        ApiServer(settings, server, env={"WSGUARD_API_KEY": key}) as api,
+        aiohttp.ClientSession(
+            base_url=f"http://127.0.0.1:{api.port}", headers={"Authorization": f"Bearer {key}"}
+        ) as http,
+    ):
+        async with http.post("/api/publish", json={"channel": "room:a", "data": 1}) as response:
+            assert response.status == 503
+            body = await response.json()
+            assert body["error"]["reason"] == "unavailable"
+        for path, body in [
+            ("/api/revoke", {"user": "alice"}),
+            ("/api/disconnect", {"user": "alice", "code": 4000}),
+        ]:
+            async with http.post(path, json=body) as response:
+                assert response.status == 503
+                assert (await response.json())["error"] == {
+                    "code": 503,
+                    "reason": "unavailable",
+                    "message": "done on this node only: the broker is unavailable",
+                }
+
+
+async def test_recovery_checks_the_grant_first_so_a_user_without_it_recovers_nothing(
+    nodes: list[Server], open_client: Any
+) -> None:
+    published = [await nodes[0].publish("admin:ops", {"n": n}) for n in range(3)]
+    since = {"epoch": published[0].epoch, "offset": 0}
+    # The same position, asked on another node: without the role, a 403 and nothing replayed.
+    reader = await open_client(nodes[1], "reader")
+    reply = await reader.call("subscribe", channel="admin:ops", since=since)
+    assert reply["error"]["code"] == 403
+    assert (await reader.call("ping"))["ok"] is True
+    assert reader.pushes == []
+    # With the role, all three.
+    ws = await connect(
+        f"ws://127.0.0.1:{nodes[2].port}/ws?ticket="
+        + mint("root", APP, roles=("admin",), secret=SECRET.encode()),
+        origin=APP,  # type: ignore[arg-type]
+    )
+    try:
+        admin = Client(ws)
+        assert (await admin.frame())["push"] == "welcome"
+        assert (await admin.call("subscribe", channel="admin:ops", since=since))["ok"] is True
+        replayed = [await admin.recv() for _ in range(4)]
+        assert [p.get("offset") for p in replayed] == [1, 2, 3, 3]
+        assert replayed[-1]["push"] == "recovered"
+        assert replayed[-1]["complete"] is True
+    finally:
+        await ws.close()

@@ -3,7 +3,8 @@ them and pass the same contract tests (``tests/brokers/contract.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,6 +19,7 @@ __all__ = [
     "StreamPosition",
     "Subscription",
     "TicketStore",
+    "deliver",
 ]
 
 
@@ -108,6 +110,32 @@ class Subscription:
     def __repr__(self) -> str:
         state = "active" if self.active else "inactive"
         return f"<Subscription {self.channel!r} {state}>"
+
+
+logger = logging.getLogger("wsguard.broker")
+
+
+def deliver(subscriptions: Iterable[Subscription], publication: Publication) -> int:
+    """Call each active subscription's callback with ``publication``; returns how many raised.
+
+    One broken subscriber must not starve the others: each failure is logged and counted
+    (DESIGN.md §2, principle 5: nothing lost silently). Give a snapshot when callbacks may
+    unsubscribe (themselves or others) meanwhile.
+    """
+    failures = 0
+    for subscription in subscriptions:
+        if not subscription.active:
+            continue
+        try:
+            subscription.callback(publication)
+        except Exception:
+            failures += 1
+            logger.exception(
+                "subscriber callback failed on %s offset %d",
+                publication.channel,
+                publication.offset,
+            )
+    return failures
 
 
 class Broker(Protocol):

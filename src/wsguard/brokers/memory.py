@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import logging
 import math
 import secrets
 import time
@@ -25,12 +24,11 @@ from wsguard.brokers.base import (
     PublicationCallback,
     StreamPosition,
     Subscription,
+    deliver,
 )
 from wsguard.exceptions import InvalidState
 
 __all__ = ["MemoryBroker", "MemoryTicketStore"]
-
-logger = logging.getLogger("wsguard.broker")
 
 
 class MemoryTicketStore:
@@ -239,20 +237,7 @@ class MemoryBroker:
 
     def _deliver(self, state: _Channel, publication: Publication) -> None:
         # A snapshot: callbacks may unsubscribe (themselves or others) while we iterate.
-        for subscription in tuple(state.subscribers):
-            if not subscription.active:
-                continue
-            try:
-                subscription.callback(publication)
-            except Exception:
-                # One broken subscriber must not starve the others; the loss is counted and
-                # logged (DESIGN.md §2, principle 5: nothing lost silently).
-                self._delivery_errors += 1
-                logger.exception(
-                    "subscriber callback failed on %s offset %d",
-                    publication.channel,
-                    publication.offset,
-                )
+        self._delivery_errors += deliver(tuple(state.subscribers), publication)
 
     @staticmethod
     def _take(state: _Channel, after: int, limit: int) -> list[Publication]:

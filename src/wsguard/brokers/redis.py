@@ -50,6 +50,7 @@ from wsguard.brokers.base import (
     PublicationCallback,
     StreamPosition,
     Subscription,
+    deliver,
 )
 from wsguard.exceptions import BrokerUnavailable, InvalidState
 
@@ -671,18 +672,7 @@ class RedisBroker:
         self._report_lost(state, channel)
 
     def _deliver(self, state: _Channel, publication: Publication) -> None:
-        for subscription in tuple(state.subscribers):
-            if not subscription.active:
-                continue
-            try:
-                subscription.callback(publication)
-            except Exception:
-                self._delivery_errors += 1
-                logger.exception(
-                    "subscriber callback failed on %s offset %d",
-                    publication.channel,
-                    publication.offset,
-                )
+        self._delivery_errors += deliver(tuple(state.subscribers), publication)
 
     def _report_lost(self, state: _Channel, channel: str) -> None:
         for subscription in tuple(state.subscribers):
