@@ -222,3 +222,32 @@ async def kill_pubsub_link(node: RedisBroker) -> None:
     assert len(victims) == 1, clients
     await node.redis.client_kill_filter(_id=victims[0])
     node._connected.clear()
+
+
+async def test_a_jump_in_the_live_stream_is_filled_from_the_history_once(
+    prefix: str, clock: FakeClock
+) -> None:
+    node = await started(new_broker(prefix, clock))
+    recorder, lost = Recorder(), []
+    try:
+        await node.subscribed(node.subscribe("room:a", recorder, lost.append))
+        for n in (1, 2, 3):
+            await node.publish("room:a", b"%d" % n, **KEEP)
+        await settle(node)
+        # As if 2 and 3 had never arrived: the next live publication (4) is a jump.
+        state = node._channels["room:a"]
+        assert state.position is not None
+        state.position = StreamPosition(state.position.epoch, 1)
+        await node.publish("room:a", b"4", **KEEP)
+        await settle(node)
+        assert recorder.offsets == [1, 2, 3, 2, 3, 4]
+        assert lost == []
+        # A stream this node never saw the start of (another epoch): the loss is reported,
+        # then the publication is delivered once.
+        state.position = StreamPosition("an-old-epoch", 9)
+        await node.publish("room:a", b"5", **KEEP)
+        await settle(node)
+        assert lost == ["room:a"]
+        assert recorder.offsets == [1, 2, 3, 2, 3, 4, 5]
+    finally:
+        await node.close()

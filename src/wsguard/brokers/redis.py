@@ -448,17 +448,15 @@ class RedisBroker:
             del self._channels[subscription.channel]
             if not state.ready.done():
                 state.ready.cancel()
-            pubsub = self._pubsub
-            if pubsub is not None:
-                self._spawn(self._quietly(pubsub.unsubscribe(self._pub(subscription.channel))))
+            if self._pubsub is not None:
+                self._spawn(self._pubsub_command("unsubscribe", self._pub(subscription.channel)))
 
     def _request_subscribe(self, channel: str) -> None:
-        pubsub = self._pubsub
-        if pubsub is None:
+        if self._pubsub is None:
             return  # the listener subscribes every channel when it (re)connects
         name = self._pub(channel)
         self._unconfirmed[name] = self._unconfirmed.get(name, 0) + 1
-        self._spawn(self._quietly(pubsub.subscribe(name)))
+        self._spawn(self._pubsub_command("subscribe", name))
 
     # ------------------------------------------------------------------ presence
 
@@ -636,11 +634,18 @@ class RedisBroker:
         if publication.epoch == position.epoch and publication.offset <= position.offset:
             return  # already delivered (replayed from the history)
         if publication.epoch != position.epoch or publication.offset > position.offset + 1:
-            await self._catch_up(publication.channel, state, publication.position)
+            # A jump: fill in up to the one before this publication (or report the loss).
+            before = StreamPosition(publication.epoch, publication.offset - 1)
+            await self._catch_up(publication.channel, state, before)
             if self._channels.get(publication.channel) is not state:
                 return
-            if state.position != publication.position:
-                return  # the catch-up declared a loss and moved on to ``publication``
+            now = state.position
+            if (
+                now is not None
+                and now.epoch == publication.epoch
+                and now.offset >= publication.offset
+            ):
+                return  # delivered meanwhile
         state.position = publication.position
         self._deliver(state, publication)
 
@@ -717,9 +722,17 @@ class RedisBroker:
         except _UNAVAILABLE as exc:
             raise BrokerUnavailable(f"Redis is unavailable: {exc}") from None
 
-    async def _quietly(self, call: Awaitable[Any]) -> None:
+    async def _pubsub_command(self, command: str, name: str) -> None:
+        """SUBSCRIBE or UNSUBSCRIBE on the current link; a broken link is the listener's to
+        handle (it resubscribes every channel when it reconnects)."""
+        pubsub = self._pubsub
+        if pubsub is None:
+            return
         with contextlib.suppress(*_UNAVAILABLE):
-            await call
+            if command == "subscribe":
+                await pubsub.subscribe(name)
+            else:
+                await pubsub.unsubscribe(name)
 
     def _spawn(self, call: Awaitable[None]) -> None:
         task = asyncio.ensure_future(call)
