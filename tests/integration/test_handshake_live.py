@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib import resources
+
 import aiohttp
 import orjson
 import pytest
@@ -189,6 +191,33 @@ async def test_healthz_answers_ok_and_reveals_no_version(start_server):
     assert response.status == 200
     assert response.raw.endswith(b'{"status":"ok"}\n')
     assert response.header("Server") is None
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "content_type"),
+    [
+        ("/wsguard.js", "wsguard.js", "text/javascript; charset=utf-8"),
+        ("/wsguard.d.ts", "wsguard.d.ts", "text/plain; charset=utf-8"),
+    ],
+)
+async def test_browser_client_is_served_by_every_server_with_page_headers(
+    start_server, path, name, content_type
+):
+    server = await start_server()
+    client = await RawClient.connect(server.port)
+    await client.send(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+    response = await client.read_response()
+    client.close()
+    assert response.status == 200
+    assert response.header("Content-Type") == content_type
+    assert response.header("X-Content-Type-Options") == "nosniff"
+    assert response.header("Cache-Control") == "no-store"
+    assert response.header("Content-Security-Policy") is not None
+    # Public, credential-free files: an app page on another origin may import them.
+    assert response.header("Access-Control-Allow-Origin") == "*"
+    assert response.header("Server") is None
+    packaged = resources.files("wsguard.static").joinpath(name).read_bytes()
+    assert response.raw.endswith(b"\r\n\r\n" + packaged)
 
 
 # ---------------------------------------------------------------- transport and caps

@@ -1,7 +1,8 @@
 """HTTP responses of the public listener: rejections, and the few plain HTTP paths it serves.
 
-The public listener speaks only WebSocket plus ``GET /healthz`` (and, with later releases,
-``GET /wsguard.js``). A small public surface is a security feature: no ``Server`` version, no
+The public listener speaks only WebSocket plus ``GET /healthz`` and the browser client
+(``GET /wsguard.js`` and its TypeScript declarations ``GET /wsguard.d.ts``, static files shipped
+in the package). A small public surface is a security feature: no ``Server`` version, no
 cookies, a fixed body per status, ``Connection: close`` on everything but a 101, and
 ``Cache-Control: no-store`` on everything. Embedders (the demo) may add pages: static bytes, or
 a callable that answers the request itself.
@@ -10,8 +11,10 @@ a callable that answers the request itself.
 from __future__ import annotations
 
 import email.utils
+import functools
 import http
 from collections.abc import Callable, Mapping
+from importlib import resources
 
 from websockets.datastructures import Headers as WsHeaders
 from websockets.http11 import Response
@@ -77,6 +80,26 @@ DynamicPage = Callable[[UpgradeRequest], Response]
 Page = StaticPage | DynamicPage
 
 
+# Served by every listener: the browser client, so that a page of the app can import it from
+# the WebSocket server itself (same bytes as the installed package, no build step).
+_CLIENT_FILES = {
+    "/wsguard.js": ("wsguard.js", "text/javascript; charset=utf-8"),
+    "/wsguard.d.ts": ("wsguard.d.ts", "text/plain; charset=utf-8"),
+}
+
+
+# A module script from another origin (the app's page importing wss://ws.example.com's
+# wsguard.js) needs CORS. The files are public and carry no credential, so any origin may read
+# them; nothing else on the listener gets this header.
+_CLIENT_HEADERS = (*_PAGE_HEADERS, ("Access-Control-Allow-Origin", "*"))
+
+
+@functools.cache
+def _client_file(path: str) -> StaticPage:
+    name, content_type = _CLIENT_FILES[path]
+    return resources.files("wsguard.static").joinpath(name).read_bytes(), content_type
+
+
 def json_response(status: int, body: bytes) -> Response:
     """A JSON response (``body`` already serialized) with the listener's security headers."""
     return _response(status, body, "application/json")
@@ -86,13 +109,17 @@ def route(request: UpgradeRequest, pages: Mapping[str, Page]) -> Response | None
     """Answer a request for a path other than the WebSocket path, or ``None`` to let the
     handshake pipeline refuse it (404 for unknown paths, after the same Host checks).
 
-    ``pages`` are the pages this listener serves (the demo's, in demo mode): a static page is
-    sent as is with the page headers (CSP), a dynamic one builds the whole response."""
+    ``pages`` are the pages this listener serves (the demo's, in demo mode), besides the
+    browser client every listener serves: a static page is sent as is with the page headers
+    (CSP), a dynamic one builds the whole response."""
     if request.path == "/healthz":
         return _response(200, b'{"status":"ok"}\n', "application/json")
     page = pages.get(request.path)
     if page is None:
-        return None
+        if request.path not in _CLIENT_FILES:
+            return None
+        body, content_type = _client_file(request.path)
+        return _response(200, body, content_type, _CLIENT_HEADERS)
     if isinstance(page, tuple):
         body, content_type = page
         return _response(200, body, content_type, _PAGE_HEADERS)
