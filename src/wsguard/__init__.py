@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from wsguard.app import App
 from wsguard.exceptions import (
     ConfigError,
     Disconnect,
@@ -18,6 +19,7 @@ from wsguard.settings import ChannelConfig, Settings
 __version__ = "0.1.0"
 
 __all__ = [
+    "App",
     "ChannelConfig",
     "ConfigError",
     "Disconnect",

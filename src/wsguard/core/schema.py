@@ -30,7 +30,7 @@ import jsonschema_rs
 from wsguard.codes import ReplyCode
 from wsguard.core.codec import Violation
 
-__all__ = ["INVALID_DATA", "MAX_PATH_SEGMENTS", "REASONS", "Schema"]
+__all__ = ["INVALID_DATA", "MAX_PATH_SEGMENTS", "REASONS", "Schema", "json_path"]
 
 INVALID_DATA: Final = "invalid_data"
 """The reason of a value the schema refuses (422 ``UNPROCESSABLE``)."""
@@ -108,7 +108,7 @@ class Schema:
             keyword = "false"  # the schema at that point is ``false``: nothing is allowed
         else:
             keyword = _keyword(error.schema_path)
-        where = _json_path(path, error.instance_path)
+        where = json_path(path, error.instance_path)
         return Violation(
             ReplyCode.UNPROCESSABLE,
             INVALID_DATA,
@@ -121,7 +121,7 @@ def _keyword(schema_path: Sequence[str | int]) -> str:
     return last if isinstance(last, str) and _SAFE_NAME.fullmatch(last) else "?"
 
 
-def _json_path(root: str, segments: Sequence[str | int]) -> str:
+def json_path(root: str, segments: Sequence[str | int]) -> str:
     """``data.items[2]``; keys that could carry markup or be huge show as ``[?]``.
 
     Past ``MAX_PATH_SEGMENTS`` levels, only the deepest are shown: ``data[...][998].name``.

@@ -367,14 +367,20 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, setup: Callable[[Server], None] | None = None) -> int:
     """Run the server until SIGTERM or SIGINT, then shut down gracefully. Returns the exit code.
 
     With ``server.workers > 1`` this process becomes the supervisor of that many worker
     processes sharing the port (``wsguard.server.workers``).
 
+    Args:
+        settings: the configuration.
+        setup: called with the ``Server`` before it listens (``wsguard.App`` registers its rpc
+            handlers there). Handlers live in this process: not with ``server.workers > 1``.
+
     Raises:
-        ConfigError: for start-up problems (certificate, address in use).
+        ConfigError: for start-up problems (certificate, address in use), or ``setup`` with
+            several workers.
     """
     from wsguard.config import insecure_switches
 
@@ -382,10 +388,14 @@ def serve(settings: Settings) -> int:
     for warning in insecure_switches(settings):
         log.warning("insecure setting: %s", warning)
     if settings.server.workers > 1:
+        if setup is not None:
+            raise ConfigError(
+                "server.workers", "an App serves its handlers in one process: set workers = 1"
+            )
         from wsguard.server.workers import supervise
 
         return supervise(settings)
-    _serve_one(settings, _announce)
+    _serve_one(settings, _announce, setup=setup)
     return 0
 
 
@@ -399,6 +409,7 @@ def _serve_one(
     *,
     stop_signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
     stop_fd: int | None = None,
+    setup: Callable[[Server], None] | None = None,
 ) -> None:
     """Run one server, and the internal API when its key is set, in a new event loop.
 
@@ -424,6 +435,8 @@ def _serve_one(
 
             loop.add_reader(stop_fd, orphaned)
         server = Server(settings)
+        if setup is not None:
+            setup(server)
         await server.start()
         api = None
         if os.environ.get(settings.api.key_env):

@@ -12,6 +12,11 @@ caller (403 ``forbidden``), the input schema (422 ``invalid_data``); it then awa
 for at most ``limits.rpc_timeout`` seconds (503 ``timeout``) and checks the output schema
 (500 ``bad_output``, logged, nothing sent). A handler raises ``ReplyError`` for an error reply
 of its own; any other exception is a 500 ``internal_error`` whose details go to the log only.
+
+A method may also carry a ``converter`` (``wsguard.App`` builds one from msgspec or pydantic
+models): its ``load`` turns the request's data into what the handler takes, after the JSON
+Schema, refusing it with 422 ``invalid_data`` like a schema would; its ``dump`` turns the
+handler's return value into the reply's JSON result, or refuses it as 500 ``bad_output``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from wsguard.core.decisions import Principal
 from wsguard.core.schema import Schema
@@ -27,7 +32,7 @@ from wsguard.core.schema import Schema
 if TYPE_CHECKING:
     from wsguard.brokers.base import Publication
 
-__all__ = ["RpcContext", "RpcHandler", "RpcMethod", "RpcRegistry"]
+__all__ = ["RpcContext", "RpcConverter", "RpcHandler", "RpcMethod", "RpcRegistry"]
 
 _METHOD: Final = re.compile(r"[A-Za-z0-9_.:-]{1,128}", re.ASCII)  # as the envelope accepts
 # Channel grants that name a channel ("owner", "claim") mean nothing for a method.
@@ -53,6 +58,22 @@ class RpcContext:
 RpcHandler = Callable[[RpcContext, Any], Awaitable[Any]]
 
 
+class RpcConverter(Protocol):
+    """Typed input and output of one method (``wsguard.model`` implements it).
+
+    Both raise ``ValueError`` whose text is safe to show the caller: a path and a rule, such as
+    ``data.items[0].qty: Expected int, got str``, never the offending value.
+    """
+
+    def load(self, data: Any) -> Any:
+        """The handler's argument from the request's decoded ``data``."""
+        ...
+
+    def dump(self, result: Any) -> Any:
+        """The reply's JSON-ready ``result`` from the handler's return value."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class RpcMethod:
     name: str
@@ -60,6 +81,7 @@ class RpcMethod:
     allow: tuple[str, ...]
     schema: Schema | None
     output_schema: Schema | None
+    converter: RpcConverter | None = None
 
 
 class RpcRegistry:
@@ -81,6 +103,7 @@ class RpcRegistry:
         allow: Sequence[str] = ("authenticated",),
         schema: Mapping[str, Any] | None = None,
         output_schema: Mapping[str, Any] | None = None,
+        converter: RpcConverter | None = None,
     ) -> RpcMethod:
         """Add a method.
 
@@ -103,6 +126,7 @@ class RpcRegistry:
             tuple(allow),
             None if schema is None else Schema.compile(schema),
             None if output_schema is None else Schema.compile(output_schema),
+            converter,
         )
         self._methods[name] = method
         return method

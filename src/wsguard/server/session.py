@@ -401,10 +401,18 @@ class ProtocolSession:
             if violation is not None:
                 self._refuse(_with_id(violation, msg.id))
                 return
+        data = msg.data
+        converter = method.converter
+        if converter is not None:
+            try:
+                data = converter.load(data)
+            except ValueError as exc:
+                self._refuse(Violation(ReplyCode.UNPROCESSABLE, "invalid_data", str(exc), msg.id))
+                return
         context = RpcContext(principal, self.client_id, self._publish_as_server)
         try:
             result = await asyncio.wait_for(
-                method.handler(context, msg.data), services.limits.rpc_timeout
+                method.handler(context, data), services.limits.rpc_timeout
             )
         except ReplyError as error:
             # The handler's own answer, not the client breaking the protocol: not counted.
@@ -420,6 +428,13 @@ class ProtocolSession:
             if violation is not None:
                 log.error("rpc %s returned data its output schema refuses", method.name)
                 raise ReplyError(ReplyCode.INTERNAL_ERROR, "bad_output", "internal error")
+        if converter is not None:
+            try:
+                result = converter.dump(result)
+            except ValueError as exc:
+                # The converter's text names a path and a rule, never the value.
+                log.error("rpc %s returned data its output model refuses: %s", method.name, exc)
+                raise ReplyError(ReplyCode.INTERNAL_ERROR, "bad_output", "internal error") from None
         try:
             reply = _reply(msg.id, result)
         except TypeError:
