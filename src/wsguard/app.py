@@ -27,13 +27,18 @@ Data the model refuses is a 422 ``invalid_data`` reply naming the field path; a 
 output model refuses is a 500 ``bad_output`` reply, logged with the method name, and nothing of
 the value reaches the client (``wsguard.model``). Everything else is the server's rpc pipeline
 (``wsguard.server.rpc``): grants, rate limits, the time limit, error replies.
+
+``app.run()`` / ``app.serving()`` run the native server; ``app.asgi()`` is the same app as an
+ASGI application to mount in FastAPI / Starlette (``wsguard.server.asgi_engine``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import inspect
+import logging
 import os
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -47,11 +52,17 @@ from wsguard.server.rpc import RpcContext, RpcHandler, RpcRegistry
 from wsguard.settings import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from wsguard.asgi import Guard, Receive, Scope, Send
     from wsguard.brokers.base import Publication
+    from wsguard.server.services import Services
 
 __all__ = ["App"]
 
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
+
+log = logging.getLogger("wsguard.server")
 
 
 class _Infer:
@@ -105,6 +116,8 @@ class App:
         self._methods: list[_Method] = []
         self._names = RpcRegistry()  # checks names and grants at decoration time
         self._server: Server | None = None
+        self._asgi: Guard | None = None
+        self._endpoint: _AsgiEndpoint | None = None
 
     # ------------------------------------------------------------------ handlers
 
@@ -150,7 +163,10 @@ class App:
 
             call.__qualname__ = getattr(handler, "__qualname__", name)
             self._names.register(name, call, allow=allow)
-            self._methods.append(_Method(name, call, tuple(allow), converter))
+            method = _Method(name, call, tuple(allow), converter)
+            self._methods.append(method)
+            if self._endpoint is not None:  # decorated after app.asgi(): serve it there too
+                _register(self._endpoint.services, [method])
             return handler
 
         return register
@@ -163,15 +179,58 @@ class App:
         return self._server
 
     async def publish(self, channel: str, data: Any) -> Publication:
-        """Publish on ``channel`` as the server (as ``Server.publish``).
+        """Publish on ``channel`` as the server (as ``Server.publish``): on the native server
+        while it serves, else to the connections of ``app.asgi()`` once it started.
 
         Raises:
             InvalidState: the app is not serving.
             ReplyError: the channel's rules refuse it (see ``Server.publish``).
         """
-        if self._server is None:
-            raise InvalidState("the app is not serving: use app.run() or app.serving()")
-        return await self._server.publish(channel, data)
+        if self._server is not None:
+            return await self._server.publish(channel, data)
+        endpoint = self._endpoint
+        if endpoint is None or not endpoint.started:
+            raise InvalidState("the app is not serving: use app.run(), app.serving() or app.asgi()")
+        services = endpoint.services
+        return await services.publish(services.rule(channel), channel, data, trusted=True)
+
+    def asgi(
+        self, *, env: Mapping[str, str] | None = None, loopback_bound: bool | None = None
+    ) -> Guard:
+        """This app as an ASGI 3 application, to mount in FastAPI / Starlette (or serve alone).
+
+        Every ``websocket`` scope, at any path, runs ``wsguard.asgi.Guard``'s handshake pipeline
+        and then the wire protocol (ping, rpc with these handlers, subscribe, publish, history,
+        presence, refresh) as on the native server; ``http`` scopes get 404. The app keeps one
+        broker (``broker.url``) and one set of services for all its connections, started on
+        the first connection or at ASGI lifespan startup, and stopped at lifespan shutdown.
+        Calling ``asgi()`` again returns the same application.
+
+        Args:
+            env: where secrets are read (``os.environ``), as ``Guard``'s ``env``.
+            loopback_bound: as ``Guard``'s: whether the ASGI server listens on loopback only
+                (default: whether ``server.host`` is a loopback address).
+
+        Raises:
+            ConfigError: as ``Guard`` (a configured auth method without its secret, ...).
+        """
+        if self._asgi is not None:
+            return self._asgi
+        from wsguard.asgi import Guard
+        from wsguard.brokers import open_broker
+        from wsguard.metrics import Metrics
+        from wsguard.server.services import Services
+
+        broker, tickets = open_broker(self.settings.broker)
+        services = Services(self.settings, broker, Metrics())
+        _register(services, self._methods)
+        endpoint = _AsgiEndpoint(services)
+        guard = Guard(
+            endpoint, self.settings, tickets=tickets, env=env, loopback_bound=loopback_bound
+        )
+        endpoint.guard = guard
+        self._endpoint, self._asgi = endpoint, guard
+        return guard
 
     @contextlib.asynccontextmanager
     async def serving(self, **server_options: Any) -> AsyncIterator[Server]:
@@ -224,12 +283,91 @@ class App:
             self._server = None
 
     def _install(self, server: Server) -> None:
-        registry = server.services.rpc
-        for method in self._methods:
-            registry.register(
-                method.name, method.handler, allow=method.allow, converter=method.converter
-            )
+        _register(server.services, self._methods)
         self._server = server
+
+
+def _register(services: Services, methods: Sequence[_Method]) -> None:
+    registry = services.rpc
+    for method in methods:
+        registry.register(
+            method.name, method.handler, allow=method.allow, converter=method.converter
+        )
+
+
+class _AsgiEndpoint:
+    """What ``App.asgi()``'s guard wraps: protocol sessions for websocket scopes, 404 for HTTP,
+    and the services' start and stop (first connection, lifespan)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.guard: Guard | None = None
+        self.started = False
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        async with self._lock:
+            if self.started:
+                return
+            assert self.guard is not None  # noqa: S101 - set by App.asgi()
+            jwks = self.guard.auth.jwks
+            if jwks is not None:
+                await jwks.start()
+            # Does not wait for Redis: while it is down, what needs it is refused with 503.
+            await self.services.broker.start()
+            self.started = True
+
+    async def stop(self) -> None:
+        async with self._lock:
+            if not self.started:
+                return
+            self.started = False
+            assert self.guard is not None  # noqa: S101
+            await self.services.close()
+            await self.services.broker.close()
+            if self.guard.auth.jwks is not None:
+                await self.guard.auth.jwks.stop()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "websocket":
+            from wsguard.server.asgi_engine import run_session
+
+            guard = self.guard
+            assert guard is not None  # noqa: S101
+            await self.start()
+            await run_session(scope, receive, send, self.services, guard.auth, audit=guard.audit)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "http":
+            body = b"404 Not Found\n"
+            headers = [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            await send({"type": "http.response.start", "status": 404, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as exc:
+                    log.exception("wsguard app failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self.stop()
+                except Exception as exc:
+                    log.exception("wsguard app failed to stop")
+                    await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
 
 def _models(

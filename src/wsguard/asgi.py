@@ -56,7 +56,14 @@ from wsguard.core.schema import Schema
 from wsguard.core.upgrade import Headers, UpgradeRequest
 from wsguard.settings import Settings
 
-__all__ = ["DENIAL_EXTENSION", "PRINCIPAL_KEY", "Guard"]
+__all__ = [
+    "APPLICATION_CLOSE_CODES",
+    "CLIENT_IP_KEY",
+    "DENIAL_EXTENSION",
+    "ORIGIN_KEY",
+    "PRINCIPAL_KEY",
+    "Guard",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -67,6 +74,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 PRINCIPAL_KEY: Final = "wsguard.principal"
 """The scope key under which the app finds the connection's ``Principal``."""
 
+CLIENT_IP_KEY: Final = "wsguard.client_ip"
+"""The scope key of the client's address as the pipeline resolved it (trusted proxies)."""
+
+ORIGIN_KEY: Final = "wsguard.origin"
+"""The scope key of the handshake's checked Origin (``None`` without one)."""
+
 DENIAL_EXTENSION: Final = "websocket.http.response"
 """The ASGI extension that lets the guard answer a refused handshake with an HTTP response."""
 
@@ -76,7 +89,7 @@ _AUTH_REQUIRED: Final = Reject(401, "Unauthorized", "auth_required")
 _INTERNAL_ERROR: Final = Reject(500, "Internal Server Error", "internal_error")
 # The close codes the guard uses when the server refuses RFC 6455 codes from an application:
 # the 44xx terminal range, mirroring the HTTP status (413 too large, 429 too many, 422 invalid).
-_APPLICATION_CODES: Final[Mapping[int, int]] = {
+APPLICATION_CLOSE_CODES: Final[Mapping[int, int]] = {
     CloseCode.MESSAGE_TOO_BIG: 4413,
     CloseCode.POLICY_VIOLATION: 4429,
     CloseCode.INVALID_DATA: 4422,
@@ -190,6 +203,8 @@ class Guard:
             return
         child = dict(scope)
         child[PRINCIPAL_KEY] = decision.principal
+        child[CLIENT_IP_KEY] = decision.client_ip
+        child[ORIGIN_KEY] = decision.origin
         socket = _GuardedSocket(self, decision, connect, receive, send)
         try:
             await self.app(child, socket.receive, socket.send)
@@ -348,7 +363,7 @@ class _GuardedSocket:
             await self._send({"type": "websocket.close", "code": int(code)})
             return
         except Exception:
-            fallback = _APPLICATION_CODES.get(code)
+            fallback = APPLICATION_CLOSE_CODES.get(code)
             if fallback is None:  # the server already considers the socket gone
                 log.debug("closing a refused socket failed", exc_info=True)
                 return
