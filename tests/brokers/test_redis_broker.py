@@ -251,3 +251,21 @@ async def test_a_jump_in_the_live_stream_is_filled_from_the_history_once(
         assert recorder.offsets == [1, 2, 3, 2, 3, 4, 5]
     finally:
         await node.close()
+
+
+async def test_a_node_keeps_its_presence_entries_alive(prefix: str, clock: FakeClock) -> None:
+    # presence_ttl 0.3 s: the housekeeping pass runs every 0.1 s of real time; expiry is judged
+    # on the fake clock, which only this test moves.
+    node = await started(new_broker(prefix, clock, presence_ttl=0.3))
+    other = await started(new_broker(prefix, clock))
+    try:
+        await node.presence_add("room:a", "c1", {"user": "alice"})
+        clock.now += 0.2
+        await asyncio.sleep(0.35)  # at least one refresh: the entry now lives until +0.5
+        clock.now += 0.2  # +0.4: past the first expiry
+        assert await other.presence("room:a") == {"c1": {"user": "alice"}}
+        await node.close()  # no more refreshes; close also removes its entries
+        assert await other.presence("room:a") == {}
+    finally:
+        await node.close()
+        await other.close()

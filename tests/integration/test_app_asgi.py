@@ -6,10 +6,7 @@ application under ``Mount("/mounted", ...)``, next to an ordinary HTTP route.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +19,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
+from support.processes import free_port, listening_process
 from support.typed_asgi import SECRET_VALUE
 from support.wsclient import Client
 
@@ -32,12 +30,6 @@ JWT_SECRET = "j" * 48
 FOREIGN = "https://evil.test"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def token(sub: str) -> str:
     now = time.time()
     return jwt.encode({"sub": sub, "exp": now + 300, "iat": now}, JWT_SECRET, algorithm="HS256")
@@ -45,7 +37,7 @@ def token(sub: str) -> str:
 
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("WSGUARD_")},
         "JWT_SECRET": JWT_SECRET,
@@ -63,32 +55,10 @@ def port() -> Iterator[int]:
         "--port",
         str(port),
     ]
-    proc = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"uvicorn exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not listen on {port} within 20 s")
-            time.sleep(0.1)
+    with listening_process("uvicorn", command, port, env=env, cwd=ROOT) as log:
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        assert proc.stderr is not None
-        errors = proc.stderr.read().decode()
-        proc.stderr.close()
     # No session, writer task or lifespan failed on the way (uvicorn logs those to stderr).
-    assert "Traceback" not in errors, errors[-3000:]
+    assert "Traceback" not in log.stderr, log.stderr[-3000:]
 
 
 @pytest.fixture

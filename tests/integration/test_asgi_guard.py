@@ -10,10 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +20,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from support.processes import free_port, listening_process
 from support.rawws import RawClient, handshake_bytes
 
 pytestmark = pytest.mark.integration
@@ -53,12 +51,6 @@ class Served:
         return str(response.json()["ticket"])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _command(server: str, port: int) -> list[str]:
     if server == "uvicorn":
         app = "examples.fastapi_guard.app:app"
@@ -72,39 +64,14 @@ def _command(server: str, port: int) -> list[str]:
 
 @contextlib.contextmanager
 def serve(server: str) -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("WSGUARD_")},
         "WSGUARD_TICKET_SECRET": SECRET,
         "WSGUARD_ORIGINS_ALLOWED": f'["http://127.0.0.1:{port}"]',
     }
-    proc = subprocess.Popen(
-        _command(server, port),
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{server} exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{server} did not listen on {port} within 20 s")
-            time.sleep(0.1)
+    with listening_process(server, _command(server, port), port, env=env, cwd=ROOT):
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        assert proc.stderr is not None
-        proc.stderr.close()
 
 
 @pytest.fixture(scope="module", params=["uvicorn", "hypercorn"])

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from support.processes import free_port
 from wsguard.tickets import mint
 
 SECRET = "t" * 48
@@ -67,12 +67,6 @@ subscribe = ["authenticated"]
 publish = ["role:publisher"]
 history_size = 10000
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ticket(user: str, roles: tuple[str, ...] = ()) -> str:

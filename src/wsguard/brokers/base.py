@@ -217,6 +217,11 @@ class Broker(Protocol):
         """Call ``callback`` with every control message another node sends."""
         ...
 
+    async def revocations(self, ttl: float, now: float) -> dict[str, float]:
+        """Revocations sent through ``send_control`` in the last ``ttl`` seconds: user id ->
+        time. A node replays them when it (re)connects, for what it missed meanwhile."""
+        ...
+
     async def start(self) -> None:
         """Start background work (a shared broker's listener). Idempotent; does not wait for
         a shared store to answer."""

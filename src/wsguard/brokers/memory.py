@@ -170,6 +170,10 @@ class MemoryBroker:
     def on_control(self, callback: ControlCallback) -> None:
         """No other node ever sends anything."""
 
+    async def revocations(self, ttl: float, now: float) -> dict[str, float]:
+        """The only node already applied its own revocations."""
+        return {}
+
     def unsubscribe(self, subscription: Subscription) -> None:
         subscription.active = False
         state = self._channels.get(subscription.channel)

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import orjson
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.client import PubSub
+from redis.asyncio.client import Pipeline, PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
@@ -482,10 +482,13 @@ class RedisBroker:
         )
         return {_text(flat[i]): orjson.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
 
-    def _add_presence(self, channel: str, client_id: str, encoded: bytes) -> Awaitable[Any]:
+    def _add_presence(
+        self, channel: str, client_id: str, encoded: bytes, client: Pipeline | None = None
+    ) -> Awaitable[Any]:
         return self._presence_add_script(
             keys=self._presence_keys(channel),
             args=[client_id, encoded, int(self._presence_ttl * 1000), self._now_ms()],
+            client=client,
         )
 
     async def _drop_presence(self) -> None:
@@ -696,14 +699,21 @@ class RedisBroker:
             await asyncio.sleep(interval)
             if not self._connected.is_set():
                 continue
+            # One round trip for all of them, not one per entry and channel. (Awaiting a script
+            # call on a pipeline only queues it.)
+            pipe = self.redis.pipeline(transaction=False)
+            for (channel, client_id), encoded in list(self._present.items()):
+                await self._add_presence(channel, client_id, encoded, client=pipe)
+            for channel in list(self._channels):
+                await self._position_script(
+                    keys=[self._meta(channel), self._hist(channel)],
+                    args=[_new_epoch(), self._meta_ttl_ms, self._now_ms()],
+                    client=pipe,
+                )
+            if not len(pipe):
+                continue
             try:
-                for (channel, client_id), encoded in list(self._present.items()):
-                    await self._add_presence(channel, client_id, encoded)
-                for channel in list(self._channels):
-                    await self._position_script(
-                        keys=[self._meta(channel), self._hist(channel)],
-                        args=[_new_epoch(), self._meta_ttl_ms, self._now_ms()],
-                    )
+                await pipe.execute()
             except _UNAVAILABLE:
                 logger.warning("Redis unavailable; presence refresh skipped")
 

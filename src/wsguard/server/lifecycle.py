@@ -239,10 +239,9 @@ class Server:
 
     async def _replay_revocations(self) -> None:
         state = self._state
-        load = getattr(self.services.broker, "revocations", None)
-        if load is None:
-            return
-        revoked = await load(self.settings.auth.revocation_ttl, state.clock())
+        revoked = await self.services.broker.revocations(
+            self.settings.auth.revocation_ttl, state.clock()
+        )
         for user, at in revoked.items():
             state.auth.revocations.revoke(user, at)
             for conn in list(state.by_user.get(user, ())):

@@ -1,0 +1,64 @@
+"""Server processes the integration tests start: a free port, and a process that is given a
+bounded time to listen on it and is always stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ProcessLog:
+    """What the process wrote on stderr; filled in once it has stopped."""
+
+    stderr: str = ""
+
+
+@contextlib.contextmanager
+def listening_process(
+    name: str,
+    command: Sequence[str],
+    port: int,
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    within: float = 20.0,
+) -> Iterator[ProcessLog]:
+    """Start ``command``, wait (up to ``within`` seconds) until 127.0.0.1:``port`` accepts a
+    connection, and stop the process (SIGTERM, then SIGKILL) when the block ends."""
+    log = ProcessLog()
+    proc = subprocess.Popen(
+        list(command), cwd=cwd, env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    assert proc.stderr is not None
+    try:
+        deadline = time.monotonic() + within
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited: {proc.stderr.read().decode()[-2000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not listen on {port} within {within:g} s")
+            time.sleep(0.1)
+        yield log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.stderr = proc.stderr.read().decode()
+        proc.stderr.close()
