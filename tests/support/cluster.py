@@ -102,27 +102,38 @@ class Node:
 
 
 def start_node(tmp: Path, redis_url: str, prefix: str) -> Node:
-    port, api_port = free_port(), free_port()
-    config = tmp / f"node-{port}.toml"
-    config.write_text(
-        CONFIG.format(port=port, app=APP, redis=redis_url, prefix=prefix, api_port=api_port)
-    )
-    with (tmp / f"node-{port}.log").open("wb") as log:  # the child keeps its own copy
-        process = subprocess.Popen(
-            [sys.executable, "-m", "wsguard.cli", "serve", "-c", str(config)],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            env={
-                **os.environ,
-                "TICKET_SECRET": SECRET,
-                "WSGUARD_API_KEY": API_KEY,
-                "PYTHONUNBUFFERED": "1",
-            },
+    """Start one node on two free ports. A port found free can be taken again before the node
+    binds it (by any process's outgoing connection): then the node exits with "address already
+    in use", and it is started again on new ports, three tries at most."""
+    for _ in range(3):
+        port, api_port = free_port(), free_port()
+        config = tmp / f"node-{port}.toml"
+        config.write_text(
+            CONFIG.format(port=port, app=APP, redis=redis_url, prefix=prefix, api_port=api_port)
         )
-    assert process.stdout is not None
-    line = process.stdout.readline().decode()
-    assert line.startswith("wsguard listening on port "), (tmp / f"node-{port}.log").read_text()
-    return Node(port, api_port, process)
+        log_path = tmp / f"node-{port}.log"
+        with log_path.open("wb") as log:  # the child keeps its own copy
+            process = subprocess.Popen(
+                [sys.executable, "-m", "wsguard.cli", "serve", "-c", str(config)],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env={
+                    **os.environ,
+                    "TICKET_SECRET": SECRET,
+                    "WSGUARD_API_KEY": API_KEY,
+                    "PYTHONUNBUFFERED": "1",
+                },
+            )
+        node = Node(port, api_port, process)
+        assert process.stdout is not None
+        line = process.stdout.readline().decode()
+        if line.startswith("wsguard listening on port "):
+            return node
+        stop_node(node)  # never leave a process (or its pipe) behind
+        errors = log_path.read_text()
+        if "address already in use" not in errors:
+            raise AssertionError(errors)
+    raise AssertionError(f"no free ports for a node after three tries: {errors}")
 
 
 def stop_node(node: Node) -> None:
