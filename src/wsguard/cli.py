@@ -115,6 +115,134 @@ def demo(port: int) -> int:
     return run_demo(port)
 
 
+@cli.command()
+@click.argument("url")
+@click.option("--origin", help="The page origin your clients use (default: the URL's own).")
+@click.option(
+    "--token",
+    envvar="WSGUARD_SCAN_TOKEN",
+    help="Bearer token sent as Authorization (or set WSGUARD_SCAN_TOKEN).",
+)
+@click.option(
+    "--ticket-cmd",
+    metavar="CMD",
+    help="Shell command printing a fresh single-use ticket; run once per connection.",
+)
+@click.option(
+    "--ticket-param", default="ticket", show_default=True, help="Query parameter for tickets."
+)
+@click.option(
+    "--cookie",
+    envvar="WSGUARD_SCAN_COOKIE",
+    help="Cookie header value a logged-in browser sends (or set WSGUARD_SCAN_COOKIE).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "sarif", "html"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--out", type=_FILE, help="Write the report to this file.")
+@click.option(
+    "--checks",
+    multiple=True,
+    metavar="GROUPS",
+    help="Only these groups, comma-separated: origin, host, tls, auth, limits, framing, "
+    "input, disclosure (repeatable).",
+)
+@click.option(
+    "--max-rate",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="New connections per second, at most 50.",
+)
+@click.option(
+    "--fail-on",
+    default="low",
+    show_default=True,
+    type=click.Choice(["low", "medium", "high", "critical"]),
+    help="Exit 1 when a finding is at least this severe.",
+)
+@click.option(
+    "--fail-on-inconclusive",
+    is_flag=True,
+    help="Exit 1 also when a check could not conclude (a legitimate handshake was refused...).",
+)
+@click.option(
+    "--cacert",
+    type=click.Path(path_type=Path),
+    help="CA bundle that signs the server's certificate.",
+)
+@click.option(
+    "--timeout", type=float, default=5.0, show_default=True, help="Seconds per probe step."
+)
+@click.option(
+    "--idle-wait",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Hold a silent connection this long to check the idle timeout (0: skip).",
+)
+@click.option(
+    "--slowloris-wait",
+    type=float,
+    default=12.0,
+    show_default=True,
+    help="How long a half-sent handshake is held open before the server is judged to have "
+    "no handshake timeout.",
+)
+@click.option(
+    "--i-have-permission",
+    "permission",
+    is_flag=True,
+    help="Allow a target that is not on this machine's loopback interface.",
+)
+def scan(
+    url: str,
+    origin: str | None,
+    token: str | None,
+    ticket_cmd: str | None,
+    ticket_param: str,
+    cookie: str | None,
+    fmt: str,
+    out: Path | None,
+    checks: tuple[str, ...],
+    max_rate: float,
+    fail_on: str,
+    fail_on_inconclusive: bool,
+    cacert: Path | None,
+    timeout: float,
+    idle_wait: float,
+    slowloris_wait: float,
+    permission: bool,
+) -> int:
+    """Audit the WebSocket endpoint at URL (ws:// or wss://) for the weaknesses wsguard
+    prevents. Exit status: 0 clean, 1 findings at or above --fail-on, 2 error."""
+    from wsguard.scanner.command import scan_command
+
+    return scan_command(
+        url,
+        origin=origin,
+        token=token,
+        ticket_cmd=ticket_cmd,
+        ticket_param=ticket_param,
+        cookie=cookie,
+        fmt=fmt,
+        out=out,
+        checks=checks,
+        max_rate=max_rate,
+        fail_on=fail_on,
+        cafile=cacert,
+        timeout=timeout,
+        idle_wait=idle_wait,
+        permission=permission,
+        slowloris_wait=slowloris_wait,
+        fail_on_inconclusive=fail_on_inconclusive,
+    )
+
+
 @cli.group()
 def ticket() -> None:
     """One-time tickets for browser clients."""

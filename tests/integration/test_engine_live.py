@@ -279,3 +279,53 @@ async def test_exception_in_a_session_closes_that_connection_1011_only(start_ser
     await bystander.send(frame(OP_TEXT, b'{"id":2,"op":"ping"}'))
     opcode, payload = await bystander.read_frame()
     assert (opcode, orjson.loads(payload)) == (OP_TEXT, {"id": 2, "ok": True, "result": {}})
+
+
+async def read_close(client: RawClient) -> tuple[int, str, int]:
+    """Read to the close frame: (code, reason, pongs seen before it)."""
+    pongs = 0
+    while True:
+        opcode, payload = await client.read_frame()
+        if opcode == OP_PONG:
+            pongs += 1
+        elif opcode == OP_CLOSE:
+            return struct.unpack("!H", payload[:2])[0], payload[2:].decode(), pongs
+
+
+@pytest.mark.parametrize(
+    ("bad_frame", "code", "reason"),
+    [
+        (frame(OP_TEXT, b'{"op":"ping"}', mask=False), 1002, "protocol error"),
+        (frame(OP_TEXT, b'{"op":"ping"}', rsv=0b010), 1002, "protocol error"),
+        (frame(0x3, b"x"), 1002, "protocol error"),
+        (frame(OP_BINARY, b"x" * 2048), 1009, "message too big"),
+    ],
+)
+async def test_close_reasons_are_fixed_phrases_not_the_parsers_words(
+    start_server, bad_frame, code, reason
+):
+    # websockets would say "incorrect masking", "reserved bits must be 0", "invalid opcode: 3"
+    # and "over size limit (2048 > 1024 bytes)": a fingerprint and a disclosed limit.
+    server = await start_server(limits={"max_message_bytes": 1024})
+    client = await open_raw(server.port)
+    await client.send(bad_frame)
+    assert (await read_close(client))[:2] == (code, reason)
+
+
+async def test_ping_flood_past_the_burst_is_closed_1008_after_burst_pongs(start_server):
+    server = await start_server(limits={"messages_per_second": 1, "burst": 5})
+    client = await open_raw(server.port)
+    await client.send(b"".join(frame(OP_PING, b"p") for _ in range(50)))
+    assert await read_close(client) == (1008, "policy violation", 5)
+    assert await client.at_eof()
+
+
+async def test_pings_within_the_burst_are_all_answered(start_server):
+    server = await start_server(limits={"messages_per_second": 1, "burst": 5})
+    client = await open_raw(server.port)
+    await client.send(b"".join(frame(OP_PING, bytes([i])) for i in range(5)))
+    pongs = [await client.read_frame() for _ in range(5)]
+    assert pongs == [(OP_PONG, bytes([i])) for i in range(5)]
+    await client.send(frame(OP_TEXT, b'{"id": 1, "op": "ping"}'))
+    opcode, payload = await client.read_frame()
+    assert (opcode, orjson.loads(payload)) == (OP_TEXT, {"id": 1, "ok": True, "result": {}})

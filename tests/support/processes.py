@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ class ProcessLog:
     stderr: str = ""
 
 
+class ProcessStartError(RuntimeError):
+    """The process exited, or did not listen in time, before the test began."""
+
+
 @contextlib.contextmanager
 def listening_process(
     name: str,
@@ -36,29 +41,43 @@ def listening_process(
     within: float = 20.0,
 ) -> Iterator[ProcessLog]:
     """Start ``command``, wait (up to ``within`` seconds) until 127.0.0.1:``port`` accepts a
-    connection, and stop the process (SIGTERM, then SIGKILL) when the block ends."""
+    connection, and stop the process (SIGTERM, then SIGKILL) when the block ends.
+
+    stderr goes to a temporary file, not a pipe: a pipe nobody reads until the end fills up
+    (64 KiB) when the process logs a lot (a traceback per malformed request) and hangs it.
+
+    Raises:
+        ProcessStartError: with the tail of stderr, when the process exits or never listens.
+    """
     log = ProcessLog()
-    proc = subprocess.Popen(
-        list(command), cwd=cwd, env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    assert proc.stderr is not None
-    try:
-        deadline = time.monotonic() + within
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited: {proc.stderr.read().decode()[-2000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not listen on {port} within {within:g} s")
-            time.sleep(0.1)
-        yield log
-    finally:
-        proc.terminate()
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(
+            list(command), cwd=cwd, env=dict(env), stdout=subprocess.DEVNULL, stderr=stderr
+        )
+
+        def output() -> str:
+            stderr.seek(0)
+            return stderr.read().decode(errors="replace")
+
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.stderr = proc.stderr.read().decode()
-        proc.stderr.close()
+            deadline = time.monotonic() + within
+            while True:
+                if proc.poll() is not None:
+                    raise ProcessStartError(f"{name} exited: {output()[-2000:]}")
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection(("127.0.0.1", port), 0.2),
+                ):
+                    break
+                if time.monotonic() > deadline:
+                    raise ProcessStartError(f"{name} did not listen on {port} within {within:g} s")
+                time.sleep(0.1)
+            yield log
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            log.stderr = output()

@@ -80,8 +80,12 @@ class WsConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._proto = EngineProtocol(
             max_size=state.limits.max_message_bytes,
-            extensions=state.extensions,  # type: ignore[arg-type]
+            extensions=state.extensions,
             logger=_ENGINE_LOGGER,
+            # Pings share the message budget's rate and burst (limits.messages_per_second).
+            ping_rate=state.limits.messages_per_second,
+            ping_burst=state.limits.burst,
+            clock=asyncio.get_running_loop().time,
         )
         self._accept: Accept | None = None
         self._session: Session | None = None
