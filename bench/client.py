@@ -2,7 +2,24 @@
 
 Talks only to 127.0.0.1 / localhost (refuses other URLs). Every mode is bounded in time and
 count and exits by itself. Every request carries `Host: 127.0.0.1:PORT` (taken from the URL)
-and no Origin header.
+and, with the default `--proto plain`, no Origin header.
+
+--proto says how the benchmark's messages are wrapped (class Proto and subclasses):
+  plain     the message itself, on /echo and /bcast ("BCAST K [B]" triggers a fan-out of K
+            rounds, B per server loop pass)
+  wsguard   wsguard's wire protocol on /ws, for the wsguard-full config: the handshake carries
+            `Origin: http://HOST:PORT` and `Authorization: Bearer <JWT>` (HS256, minted here
+            from the secret in $WSGUARD_BENCH_JWT_SECRET); echo requests are rpc `echo`
+            envelopes whose frame payload is --size bytes, the reply is counted (its own size);
+            the `welcome` push and other pushes are skipped; broadcast subscribers subscribe to
+            `bench:fanout` and count `message` pushes; the trigger is rpc `bench.bcast` {"k": K}
+            ({"k": K, "b": B} when --batch B > 1)
+  socketio  Engine.IO v4 / Socket.IO over a WebSocket (/socket.io/?EIO=4&transport=websocket):
+            open packet `0{...}` answered with `40`, then `42["echo","..."]` events sized to
+            --size bytes; server pings `2` answered with `3`; trigger `42["bcast",K]`
+            (`42["bcast",{"k":K,"b":B}]` when --batch B > 1)
+Replies carrying `"ok":false` (wsguard) are counted as errors, and each result carries one
+sample reply (`sample_reply`) to check by eye.
 Output protocol (stdout, one line each):
   MARK <name> {json}   progress marks (the orchestrator samples server CPU/RSS on them)
   RESULT {json}        final result
@@ -10,11 +27,15 @@ Output protocol (stdout, one line each):
 Modes:
   echo     --conns N --size S [--binary] --window W --duration D
            default: raw pipelined client on uvloop (pre-masked frames, one write per read);
-           --client picows: picows client on uvloop, one send per echoed message
+           --client picows: picows client on uvloop, one send per echoed message (plain only)
   latency  --conns N --rate R --duration D         (picows on uvloop, 64-byte text, fixed rate)
-  bcast    --conns N --target-seconds T [--poll-ms P]
-           default: epoll receiver on plain sockets; --client picows: picows on uvloop
+  bcast    --conns N --target-seconds T [--poll-ms P] [--batch B]
+           default: epoll receiver on plain sockets; --client picows: picows on uvloop;
+           the server publishes B rounds per loop pass (default 1)
   idle     --conns N --hold H                      (picows on uvloop; N idle connections)
+  idlecpu  --conns N --hold H                      (picows on uvloop; N idle connections,
+           MARK start 1 s after the last one is open, MARK end H s later, no traffic between:
+           the orchestrator reads the server's CPU time on the two marks)
 """
 
 from __future__ import annotations
@@ -39,6 +60,155 @@ from picows import WSCloseCode, WSListener, WSMsgType, ws_connect
 TEXT, BINARY = WSMsgType.TEXT, WSMsgType.BINARY
 perf = time.perf_counter
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+JWT_SECRET_ENV = "WSGUARD_BENCH_JWT_SECRET"  # noqa: S105 - a variable name (see servers.py)
+OK_FALSE = b'"ok":false'
+
+
+# ------------------------------------------------------------------ application protocols
+def plain_trigger(k, b=1):
+    """ "BCAST K" (one publication per server loop pass) or "BCAST K B" (B per pass)."""
+    return f"BCAST {k}".encode() if b == 1 else f"BCAST {k} {b}".encode()
+
+
+class Proto:
+    """plain: the benchmark's messages as they are."""
+
+    name = "plain"
+    echo_path = "/echo"
+    bcast_path = "/bcast"
+    needs_open = False  # True: the connection is usable only after a protocol-level open
+
+    def __init__(self, host, port):
+        self.hostport = f"{host}:{port}"
+
+    def headers(self):
+        return []
+
+    def echo_payload(self, size):
+        return b"x" * size
+
+    def reply_size(self, size):
+        return size
+
+    def trigger(self, k, b=1):
+        return plain_trigger(k, b)
+
+    def lat_payload(self, seq):
+        return b"%012d" % seq + b"y" * (64 - 12)
+
+    def lat_seq(self, payload):
+        return int(payload[:12])
+
+    def warm_payload(self):
+        return b"hello"
+
+    def control(self, payload):
+        """A frame that is not a reply: None (it is one), or (answer payload or None, opened)."""
+        return None
+
+
+class WsguardProto(Proto):
+    name = "wsguard"
+    echo_path = bcast_path = "/ws"
+    ECHO_HEAD = b'{"id":1,"op":"rpc","method":"echo","data":{"text":"'
+    REPLY_HEAD = b'{"id":1,"ok":true,"result":{"text":"'
+    TAIL = b'"}}'
+
+    def __init__(self, host, port):
+        super().__init__(host, port)
+        import jwt  # PyJWT, a wsguard dependency
+
+        secret = os.environ.get(JWT_SECRET_ENV)
+        if not secret:
+            sys.exit(f"--proto wsguard needs the HS256 secret in ${JWT_SECRET_ENV}")
+        now = int(time.time())
+        claims = {"sub": "bench", "aud": "wsguard-bench", "iss": "wsguard-bench"}
+        claims.update(iat=now, exp=now + 3600)
+        self.token = jwt.encode(claims, secret, algorithm="HS256")
+
+    def headers(self):
+        return [
+            ("Origin", f"http://{self.hostport}"),
+            ("Authorization", f"Bearer {self.token}"),
+        ]
+
+    def _text_len(self, size):
+        n = size - len(self.ECHO_HEAD) - len(self.TAIL)
+        if n < 10:
+            sys.exit(f"--proto wsguard: --size must be at least {size - n + 10}")
+        return n
+
+    def echo_payload(self, size):
+        return self.ECHO_HEAD + b"x" * self._text_len(size) + self.TAIL
+
+    def reply_size(self, size):
+        return len(self.REPLY_HEAD) + self._text_len(size) + len(self.TAIL)
+
+    def trigger(self, k, b=1):
+        if b == 1:
+            return b'{"id":2,"op":"rpc","method":"bench.bcast","data":{"k":%d}}' % k
+        return b'{"id":2,"op":"rpc","method":"bench.bcast","data":{"k":%d,"b":%d}}' % (k, b)
+
+    def lat_payload(self, seq):
+        return self.ECHO_HEAD + b"%010d" % seq + b"y" * (self._text_len(64) - 10) + self.TAIL
+
+    def lat_seq(self, payload):
+        i = payload.find(b'"text":"')
+        if i < 0 or OK_FALSE in payload:
+            return None
+        return int(payload[i + 8 : i + 18])
+
+    def warm_payload(self):
+        return b'{"id":1,"op":"ping"}'
+
+    def control(self, payload):
+        if payload.startswith(b'{"push"'):
+            return None, False
+        return None
+
+
+class SocketioProto(Proto):
+    name = "socketio"
+    echo_path = bcast_path = "/socket.io/?EIO=4&transport=websocket"
+    needs_open = True
+    HEAD = b'42["echo","'
+    TAIL = b'"]'
+
+    def echo_payload(self, size):
+        return self.HEAD + b"x" * (size - len(self.HEAD) - len(self.TAIL)) + self.TAIL
+
+    def trigger(self, k, b=1):
+        if b == 1:
+            return b'42["bcast",%d]' % k
+        return b'42["bcast",{"k":%d,"b":%d}]' % (k, b)
+
+    def lat_payload(self, seq):
+        return self.echo_payload(64)[:11] + b"%012d" % seq + self.echo_payload(64)[23:]
+
+    def lat_seq(self, payload):
+        return int(payload[11:23])
+
+    def warm_payload(self):
+        return self.echo_payload(16)
+
+    def control(self, payload):
+        if payload == b"2":  # Engine.IO ping: answer pong
+            return b"3", False
+        if payload[:1] == b"0":  # open packet: connect to the default namespace
+            return b"40", False
+        if payload[:2] == b"40":  # namespace connected
+            return None, True
+        if payload[:2] == b"41" or payload[:2] == b"44":  # disconnect / connect error
+            raise ConnectionError(f"socket.io refused: {payload[:200]!r}")
+        return None
+
+
+PROTOS = {"plain": Proto, "wsguard": WsguardProto, "socketio": SocketioProto}
+
+
+def make_proto(a):
+    u = urlsplit(a.url)
+    return PROTOS[a.proto](u.hostname, u.port)
 
 
 def mark(name, **kw):
@@ -66,9 +236,11 @@ class Stats:
         self.running = True
         self.target = 0
         self.fut = None
+        self.error_replies = 0
+        self.sample = None
 
 
-async def connect_many(url, n, factory, concurrency, deadline_s=120.0):
+async def connect_many(url, n, factory, concurrency, deadline_s=120.0, headers=None):
     sem = asyncio.Semaphore(concurrency)
     out = [None] * n
     failures = [0]
@@ -82,7 +254,11 @@ async def connect_many(url, n, factory, concurrency, deadline_s=120.0):
                     break
                 try:
                     conn = await ws_connect(
-                        factory, url, websocket_handshake_timeout=15, max_frame_size=1 << 21
+                        factory,
+                        url,
+                        websocket_handshake_timeout=15,
+                        max_frame_size=1 << 21,
+                        extra_headers=headers or None,
                     )
                     # picows returns normally when the server drops the connection before
                     # answering the handshake: only a 101 response counts as connected.
@@ -212,13 +388,14 @@ def ws_key():
     return key, accept
 
 
-def upgrade_request(host, path, key):
+def upgrade_request(host, path, key, headers=()):
     # Host is "127.0.0.1:PORT" (wsguard's Host check accepts it on a loopback-bound server);
-    # no Origin header (wsguard's bench settings set origins.allow_missing).
+    # no Origin header unless the protocol adds one (wsguard-full: Origin + Authorization).
+    extra = b"".join(f"{k}: {v}\r\n".encode() for k, v in headers)
     return (
         b"GET " + path.encode() + b" HTTP/1.1\r\nHost: " + host.encode() + b"\r\n"
         b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\n"
-        b"Sec-WebSocket-Version: 13\r\n\r\n"
+        b"Sec-WebSocket-Version: 13\r\n" + extra + b"\r\n"
     )
 
 
@@ -228,14 +405,17 @@ def check_upgrade(head, accept):
 
 
 class RawEcho(asyncio.Protocol):
-    def __init__(self, st, opcode, size, window, host, path):
-        self.st, self.size, self.window = st, size, window
-        self.frame = masked_frame(opcode, b"x" * size)
+    def __init__(self, st, opcode, size, window, host, proto):
+        self.st, self.window, self.proto = st, window, proto
+        # the expected size of a reply frame's payload (the request's, except for wsguard)
+        self.size = proto.reply_size(size)
+        self.check_ok = proto.name == "wsguard"
+        self.frame = masked_frame(opcode, proto.echo_payload(size) if opcode == 1 else b"x" * size)
         self.batches = [self.frame * i for i in range(window + 1)]
         self.buf = bytearray()
         self.upgraded = False
         key, self.accept = ws_key()
-        self.req = upgrade_request(host, path, key)
+        self.req = upgrade_request(host, proto.echo_path, key, proto.headers())
         self.ready = asyncio.get_running_loop().create_future()
         self.inflight = 0
         self.t = None
@@ -255,6 +435,7 @@ class RawEcho(asyncio.Protocol):
     def data_received(self, data):
         buf = self.buf
         buf += data
+        st = self.st
         if not self.upgraded:
             i = buf.find(b"\r\n\r\n")
             if i < 0:
@@ -265,12 +446,15 @@ class RawEcho(asyncio.Protocol):
                 self.ready.set_exception(ConnectionError(head[:200]))
                 return
             self.upgraded = True
-            self.ready.set_result(None)
+            if not self.proto.needs_open:
+                self.ready.set_result(None)
+        elif self.check_ok and OK_FALSE in data:
+            st.error_replies += data.count(OK_FALSE)
         end_buf = len(buf)
         pos = 0
         n = 0
         size = self.size
-        st = self.st
+        want_sample = st.sample is None
         while end_buf - pos >= 2:
             b1 = buf[pos + 1] & 0x7F
             if b1 < 126:
@@ -288,9 +472,13 @@ class RawEcho(asyncio.Protocol):
                 break
             op = buf[pos] & 0x0F
             if op in (1, 2):
-                n += 1
-                if plen != size:
-                    st.errors += 1
+                if plen == size:
+                    n += 1
+                    if want_sample:
+                        st.sample = bytes(buf[pos + hl : end])
+                        want_sample = False
+                else:
+                    n += self.odd_frame(bytes(buf[pos + hl : end]))
             elif op == 9:
                 self.t.write(masked_frame(10, bytes(buf[pos + hl : end])))
             elif op == 8 and st.running:
@@ -309,18 +497,41 @@ class RawEcho(asyncio.Protocol):
             else:
                 self.inflight -= n
 
+    def odd_frame(self, payload):
+        """A data frame of another size than a reply: a protocol frame (0) or a bad reply (1)."""
+        ctl = self.proto.control(payload)
+        if ctl is None:
+            if not (self.check_ok and OK_FALSE in payload):  # else counted in error_replies
+                self.st.errors += 1
+            if self.st.sample is None:
+                self.st.sample = payload
+            return 1
+        answer, opened = ctl
+        if answer is not None:
+            self.t.write(masked_frame(1, answer))
+        if opened and not self.ready.done():
+            self.ready.set_result(None)
+        return 0
+
+
+def sample_text(st):
+    return None if st.sample is None else st.sample[:300].decode("utf-8", "replace")
+
 
 async def run_echo_raw(a):
     st = Stats()
     u = urlsplit(a.url)
     host, port = u.hostname, u.port
     opcode = 2 if a.binary else 1
+    proto = make_proto(a)
+    if a.binary and proto.name != "plain":
+        sys.exit(f"--proto {proto.name} carries text messages only (no --binary)")
     loop = asyncio.get_running_loop()
     protos = []
     for _ in range(a.conns):
         _t, p = await asyncio.wait_for(
             loop.create_connection(
-                lambda: RawEcho(st, opcode, a.size, a.window, f"{host}:{port}", "/echo"),
+                lambda: RawEcho(st, opcode, a.size, a.window, f"{host}:{port}", proto),
                 host,
                 port,
             ),
@@ -351,8 +562,10 @@ async def run_echo_raw(a):
         {
             "mode": "echo",
             "client": "raw",
+            "proto": proto.name,
             "conns": a.conns,
             "size": a.size,
+            "reply_size": protos[0].size,
             "binary": a.binary,
             "window": a.window,
             "msgs": n,
@@ -360,7 +573,9 @@ async def run_echo_raw(a):
             "msgs_per_s": n / dt,
             "mbytes_per_s": n * a.size / dt / 1e6,
             "client_cpu": (p1 - p0) / dt,
-            "errors": st.errors,
+            "errors": st.errors + st.error_replies,
+            "error_replies": st.error_replies,
+            "sample_reply": sample_text(st),
             "undrained": lost,
             "connect_retries": 0,
         }
@@ -374,11 +589,53 @@ async def run_echo_raw(a):
 # This keeps the one-core client well below the server's cost, so the fan-out number is the
 # server's. Waiting between polls does not change what the server does: its writes land in
 # socket buffers that hold far more than one poll period of data.
-def ws_handshake_sock(host, port, path, timeout=15.0):
+def split_frames(buf):
+    """[(opcode, payload, end), ...] for the complete server frames in buf; end = the offset
+    just past the frame."""
+    out = []
+    pos = 0
+    while len(buf) - pos >= 2:
+        b1 = buf[pos + 1] & 0x7F
+        hl, plen = 2, b1
+        if b1 == 126:
+            hl, plen = 4, int.from_bytes(buf[pos + 2 : pos + 4], "big")
+        elif b1 == 127:
+            hl, plen = 10, int.from_bytes(buf[pos + 2 : pos + 10], "big")
+        if len(buf) - pos < hl + plen:
+            break
+        pos += hl + plen
+        out.append((buf[pos - hl - plen] & 0x0F, bytes(buf[pos - plen : pos]), pos))
+    return out
+
+
+def read_until(s, buf, pred, max_frames=1000):
+    """Blocking: read server frames until pred(payload) is true; the bytes left after it.
+
+    Frames before it are handled (pings answered) or dropped; "ok":false raises."""
+    for _ in range(max_frames):
+        frames = split_frames(buf)
+        for op, payload, end in frames:
+            if op == 9:
+                s.sendall(masked_frame(10, payload))
+            elif op == 8:
+                raise ConnectionError(f"closed during setup: {payload[:100]!r}")
+            elif OK_FALSE in payload:
+                raise ConnectionError(f"setup refused: {payload[:300]!r}")
+            elif pred(payload):
+                return buf[end:]
+        buf = buf[frames[-1][2] :] if frames else buf
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed during setup")
+        buf += chunk
+    raise ConnectionError("setup: too many frames")
+
+
+def ws_handshake_sock(host, port, proto, path, timeout=15.0):
     s = socket.create_connection((host, port), timeout=timeout)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     key, accept = ws_key()
-    s.sendall(upgrade_request(f"{host}:{port}", path, key))
+    s.sendall(upgrade_request(f"{host}:{port}", path, key, proto.headers()))
     buf = b""
     for _ in range(1000):
         if b"\r\n\r\n" in buf:
@@ -390,13 +647,30 @@ def ws_handshake_sock(host, port, path, timeout=15.0):
     head, _, rest = buf.partition(b"\r\n\r\n")
     if not check_upgrade(head, accept):
         raise ConnectionError(head[:200])
+    if proto.name == "wsguard":
+        # subscribe to the fan-out channel and wait for the reply (the welcome push first)
+        s.sendall(masked_frame(1, b'{"id":1,"op":"subscribe","channel":"bench:fanout"}'))
+        rest = read_until(s, rest, lambda p: p.startswith(b'{"id":1,"ok":true'))
+    elif proto.name == "socketio":
+        rest = read_until(s, rest, lambda p: p[:1] == b"0")
+        s.sendall(masked_frame(1, b"40"))
+        rest = read_until(s, rest, lambda p: p[:2] == b"40")
     s.setblocking(False)
     return s, rest
 
 
 class FrameCounter:
-    def __init__(self, size):
+    """Counts the broadcast's data frames per read.
+
+    Fixed size (plain, socketio): every frame is `size` bytes of payload, checked with strided
+    slices; anything else takes the frame-by-frame path. variable (wsguard): the `message`
+    push carries an offset whose digit count varies, so every frame header is parsed (still one
+    C-level startswith per frame) and only `{"push":"message"` frames are counted; other frames
+    (replies, pushes) are skipped, and a reply with "ok":false counts as an error."""
+
+    def __init__(self, size, variable=False, sio=False):
         self.size = size
+        self.variable, self.sio = variable, sio
         self.first = 0x81
         self.second = size if size < 126 else 126
         self.flen = (2 if size < 126 else 4) + size
@@ -409,6 +683,8 @@ class FrameCounter:
         lo = self.left.pop(fd, None)
         if lo:
             data = lo + data
+        if self.variable:
+            return self._slow(fd, data)
         fl = self.flen
         n, rem = divmod(len(data), fl)
         if n and data[0::fl][:n].count(self.first) == n and data[1::fl][:n].count(self.second) == n:
@@ -438,11 +714,20 @@ class FrameCounter:
                 break
             op = buf[pos] & 0x0F
             if op in (1, 2):
-                n += 1
-                if plen != self.size:
+                if self.variable:
+                    if buf.startswith(b'{"push":"message"', pos + hl):
+                        n += 1
+                    elif buf.find(OK_FALSE, pos + hl, end) >= 0:
+                        self.errors += 1
+                elif plen == self.size:
+                    n += 1
+                elif self.sio and plen == 1 and buf[pos + hl] == 0x32:  # Engine.IO ping "2"
+                    self.pings.append((fd, masked_frame(1, b"3")))
+                else:
+                    n += 1
                     self.errors += 1
             elif op == 9:
-                self.pings.append((fd, bytes(buf[pos + hl : end])))
+                self.pings.append((fd, masked_frame(10, bytes(buf[pos + hl : end]))))
             pos = end
         if pos < end_buf:
             self.left[fd] = buf[pos:]
@@ -452,11 +737,12 @@ class FrameCounter:
 def run_bcast_epoll(a):
     u = urlsplit(a.url)
     host, port = u.hostname, u.port
+    proto = make_proto(a)
     socks = {}
-    fc = FrameCounter(100)
+    fc = FrameCounter(100, variable=proto.name == "wsguard", sio=proto.name == "socketio")
     t_conn0 = perf()
     for _ in range(a.conns):
-        s, rest = ws_handshake_sock(host, port, "/bcast")
+        s, rest = ws_handshake_sock(host, port, proto, proto.bcast_path)
         socks[s.fileno()] = s
         if rest:
             fc.left[s.fileno()] = rest
@@ -488,7 +774,7 @@ def run_bcast_epoll(a):
         target = a.conns * k
         count = 0
         t0 = perf()
-        ctl.send(masked_frame(1, f"BCAST {k}".encode()))
+        ctl.send(masked_frame(1, proto.trigger(k, a.batch)))
         t_last = t0
         deadline = t0 + timeout
         while count < target and perf() < deadline:
@@ -501,14 +787,14 @@ def run_bcast_epoll(a):
                     count += fc.feed(fd, d)
             t_last = perf()
             if fc.pings:
-                for fd, pl in fc.pings:
-                    socks[fd].send(masked_frame(10, pl))
+                for fd, wire in fc.pings:
+                    socks[fd].send(wire)
                 fc.pings.clear()
             if count < target and poll_s > 0:
                 time.sleep(poll_s)
         return count, t_last - t0, count >= target
 
-    got, dt, ok = one_round(10, 30)
+    got, dt, ok = one_round(warm_k(a.batch), 30)
     warm_rate = got / dt if dt > 0 else 0
     k = int(warm_rate * a.target_seconds / a.conns)
     k = max(a.kmin, min(a.kmax, k))
@@ -531,6 +817,7 @@ def run_bcast_epoll(a):
         {
             "mode": "bcast",
             "client": "epoll",
+            "proto": proto.name,
             "conns": a.conns,
             "k": k,
             "expected": a.conns * k,
@@ -540,6 +827,7 @@ def run_bcast_epoll(a):
             "deliveries_per_s": got / dt,
             "warm_rate": warm_rate,
             "poll_ms": a.poll_ms,
+            "batch": a.batch,
             "client_cpu": (p1 - p0) / dt,
             "errors": fc.errors,
             "late_extra": extra,
@@ -550,17 +838,55 @@ def run_bcast_epoll(a):
 
 
 # ------------------------------------------------------------------ latency
-class LatListener(WSListener):
-    def __init__(self, sent, rtts):
-        self.sent, self.rtts = sent, rtts
+class ProtoListener(WSListener):
+    """A picows listener that handles the protocol's own frames (pushes, socket.io control)."""
+
+    def __init__(self, proto, st=None):
+        self.proto, self.st = proto, st
+        self.opened = not proto.needs_open
+        self.t = None
 
     def on_ws_connected(self, t):
         self.t = t
 
+    def is_control(self, t, payload):
+        ctl = self.proto.control(payload)
+        if ctl is None:
+            return False
+        answer, opened = ctl
+        if answer is not None:
+            t.send(TEXT, answer)
+        if opened:
+            self.opened = True
+        return True
+
+
+async def open_all(conns, max_wait_s=15.0):
+    """Wait until every connection finished the protocol's own opening (socket.io's 40)."""
+    listeners = [c[1] for c in conns]
+    if not await wait_until(lambda: all(lst.opened for lst in listeners), max_wait_s):
+        raise RuntimeError("protocol open did not complete on every connection")
+
+
+class LatListener(ProtoListener):
+    def __init__(self, proto, st, sent, rtts):
+        super().__init__(proto, st)
+        self.sent, self.rtts = sent, rtts
+
     def on_ws_frame(self, t, frame):
         if frame.msg_type is TEXT or frame.msg_type is BINARY:
             now = perf()
-            seq = int(frame.get_payload_as_bytes()[:12])
+            payload = frame.get_payload_as_bytes()
+            if self.is_control(t, payload):
+                return
+            seq = self.proto.lat_seq(payload)
+            if seq is None:
+                self.st.errors += 1
+                if self.st.sample is None:
+                    self.st.sample = payload
+                return
+            if self.st.sample is None:
+                self.st.sample = payload
             self.rtts.append((seq, now - self.sent[seq]))
 
 
@@ -568,8 +894,19 @@ async def run_latency(a):
     total = int(a.rate * (a.warmup + a.duration)) + 10
     sent = [0.0] * total
     rtts = []
-    pad = b"y" * (64 - 12)
-    conns, fails = await connect_many(a.url + "/echo", a.conns, lambda: LatListener(sent, rtts), 64)
+    st = Stats()
+    proto = make_proto(a)
+    payloads = [proto.lat_payload(i) for i in range(total)]
+    if len(payloads[0]) != 64 or len(payloads[-1]) != 64:
+        sys.exit("latency payloads must be 64 bytes")
+    conns, fails = await connect_many(
+        a.url + proto.echo_path,
+        a.conns,
+        lambda: LatListener(proto, st, sent, rtts),
+        64,
+        headers=proto.headers(),
+    )
+    await open_all(conns)
     ts = [c[0] for c in conns]
     nconn = len(ts)
     start = perf()
@@ -588,7 +925,7 @@ async def run_latency(a):
         due = min(int((now - start) * a.rate), total)
         while i < due:
             sent[i] = perf()
-            ts[i % nconn].send(TEXT, b"%012d" % i + pad)
+            ts[i % nconn].send(TEXT, payloads[i])
             i += 1
         # 1 ms tick (event-loop timer resolution): every message due is sent on each tick
         await asyncio.sleep(0.001)
@@ -608,6 +945,7 @@ async def run_latency(a):
     result(
         {
             "mode": "latency",
+            "proto": proto.name,
             "conns": a.conns,
             "rate": a.rate,
             "samples": len(samples),
@@ -618,6 +956,8 @@ async def run_latency(a):
             "p999_us": pct(99.9),
             "max_us": pct(100),
             "client_cpu": (p1 - p0) / (a.warmup + a.duration),
+            "errors": st.errors,
+            "sample_reply": sample_text(st),
             "connect_retries": fails,
         }
     )
@@ -641,13 +981,18 @@ class BcastListener(WSListener):
                 st.fut.set_result(perf())
 
 
-async def bcast_round(st, ctl, n, k, max_wait_s):
+def warm_k(b):
+    """K of the warm-up (sizing) round: 10 as before, at least two passes of B rounds."""
+    return max(10, 2 * b)
+
+
+async def bcast_round(st, ctl, n, k, b, max_wait_s):
     loop = asyncio.get_running_loop()
     st.count = 0
     st.target = n * k
     st.fut = loop.create_future()
     t0 = perf()
-    ctl.send(TEXT, f"BCAST {k}".encode())
+    ctl.send(TEXT, plain_trigger(k, b))
     try:
         t1 = await asyncio.wait_for(asyncio.shield(st.fut), max_wait_s)
         complete = True
@@ -663,14 +1008,14 @@ async def run_bcast(a):
     await asyncio.sleep(1.0)  # let the server register every subscriber
     ctl = conns[0][0]
     # warm-up round sizes K so the measured round lasts about target-seconds
-    got, dt, ok = await bcast_round(st, ctl, a.conns, 10, 30)
+    got, dt, ok = await bcast_round(st, ctl, a.conns, warm_k(a.batch), a.batch, 30)
     warm_rate = got / dt if dt > 0 else 0
     k = int(warm_rate * a.target_seconds / a.conns)
     k = max(a.kmin, min(a.kmax, k))
     await asyncio.sleep(0.5)
     p0 = time.process_time()
     mark("start", t=time.time())
-    got, dt, ok = await bcast_round(st, ctl, a.conns, k, a.timeout)
+    got, dt, ok = await bcast_round(st, ctl, a.conns, k, a.batch, a.timeout)
     mark("end", t=time.time())
     p1 = time.process_time()
     await asyncio.sleep(0.3)
@@ -687,6 +1032,7 @@ async def run_bcast(a):
             "seconds": dt,
             "deliveries_per_s": got / dt,
             "warm_rate": warm_rate,
+            "batch": a.batch,
             "client_cpu": (p1 - p0) / dt,
             "errors": st.errors,
             "late_extra": extra,
@@ -696,32 +1042,42 @@ async def run_bcast(a):
 
 
 # ------------------------------------------------------------------ idle / memory
-class IdleListener(WSListener):
-    def __init__(self, st=None):
-        self.st = st
-
-    def on_ws_connected(self, t):
-        self.t = t
-
+class IdleListener(ProtoListener):
     def on_ws_frame(self, t, frame):
-        if self.st is not None and frame.msg_type is TEXT:
+        if frame.msg_type is TEXT:
+            payload = frame.get_payload_as_bytes()
+            if self.is_control(t, payload) or self.st is None:
+                return
             self.st.count += 1
+            if OK_FALSE in payload:
+                self.st.errors += 1
+            if self.st.sample is None:
+                self.st.sample = payload
 
 
 async def run_idle(a):
     # phase 1: warm the server (allocator, caches) with short-lived connections
     st = Stats()
-    warm, _ = await connect_many(a.url + "/echo", a.warm_conns, lambda: IdleListener(st), 50)
+    proto = make_proto(a)
+    url = a.url + proto.echo_path
+    hdrs = proto.headers()
+    warm, _ = await connect_many(
+        url, a.warm_conns, lambda: IdleListener(proto, st), 50, headers=hdrs
+    )
+    await open_all(warm)
     for t, _lst in warm:
-        t.send(TEXT, b"hello")
+        t.send(TEXT, proto.warm_payload())
     await wait_until(lambda: st.count >= len(warm), 5.0)
+    warm_replies = st.count
     await close_all(warm)
     await asyncio.sleep(0.5)
     mark("warm", t=time.time())
     await asyncio.sleep(a.hold)
     # phase 2: N idle connections
     t0 = perf()
-    conns, fails = await connect_many(a.url + "/echo", a.conns, IdleListener, a.concurrency)
+    conns, fails = await connect_many(
+        url, a.conns, lambda: IdleListener(proto), a.concurrency, headers=hdrs
+    )
     dt = perf() - t0
     mark("connected", t=time.time(), n=len(conns))
     await asyncio.sleep(a.hold)
@@ -730,10 +1086,56 @@ async def run_idle(a):
     result(
         {
             "mode": "idle",
+            "proto": proto.name,
             "conns": a.conns,
             "connect_seconds": dt,
             "handshakes_per_s": a.conns / dt,
             "concurrency": a.concurrency,
+            "warm_replies": warm_replies,
+            "errors": st.errors + (len(warm) - min(warm_replies, len(warm))),
+            "sample_reply": sample_text(st),
+            "connect_retries": fails,
+        }
+    )
+
+
+async def run_idlecpu(a):
+    # N idle connections (authenticated / opened per --proto), then a hold with no traffic
+    # from us: the orchestrator reads the server's CPU time on MARK start and MARK end.
+    st = Stats()
+    proto = make_proto(a)
+    t0 = perf()
+    conns, fails = await connect_many(
+        a.url + proto.echo_path,
+        a.conns,
+        lambda: IdleListener(proto, st),
+        a.concurrency,
+        headers=proto.headers(),
+    )
+    await open_all(conns)
+    dt = perf() - t0
+    await asyncio.sleep(1.0)
+    frames0 = st.count
+    t1 = perf()
+    mark("start", t=time.time(), n=len(conns))
+    await asyncio.sleep(a.hold)
+    mark("end", t=time.time())
+    held = perf() - t1
+    frames = st.count - frames0
+    alive = sum(1 for t, _lst in conns if not t.is_disconnected)
+    await close_all(conns)
+    result(
+        {
+            "mode": "idlecpu",
+            "proto": proto.name,
+            "conns": a.conns,
+            "alive_at_end": alive,
+            "hold_seconds": held,
+            "connect_seconds": dt,
+            # frames (other than pings and protocol control) that reached us during the hold
+            "frames_during_hold": frames,
+            "errors": st.errors + (a.conns - alive),
+            "sample_reply": sample_text(st),
             "connect_retries": fails,
         }
     )
@@ -741,7 +1143,7 @@ async def run_idle(a):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["echo", "latency", "bcast", "idle"])
+    ap.add_argument("mode", choices=["echo", "latency", "bcast", "idle", "idlecpu"])
     ap.add_argument("--url", default="ws://127.0.0.1:8765")
     ap.add_argument("--conns", type=int, default=1)
     ap.add_argument("--size", type=int, default=64)
@@ -758,10 +1160,22 @@ def main():
     ap.add_argument("--warm-conns", type=int, default=200)
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="bcast: rounds the server publishes per event-loop pass (1..1000)",
+    )
+    ap.add_argument(
         "--client",
         default="raw",
         choices=["raw", "picows"],
         help="echo and bcast modes: raw client (default) or picows",
+    )
+    ap.add_argument(
+        "--proto",
+        default="plain",
+        choices=sorted(PROTOS),
+        help="how messages are wrapped: plain, wsguard (wsguard-full), socketio",
     )
     ap.add_argument(
         "--poll-ms",
@@ -773,8 +1187,12 @@ def main():
     host = urlsplit(a.url).hostname or ""
     if not a.url.startswith("ws://") or not (host.startswith("127.") or host == "localhost"):
         sys.exit("loopback only: --url must be ws://127.x.x.x:PORT or ws://localhost:PORT")
-    if not 0 < a.duration <= 60 or not 0 < a.conns <= 10000:
-        sys.exit("bounded loads only: --duration <= 60 s, --conns <= 10000")
+    if not 0 < a.duration <= 60 or not 0 < a.conns <= 10000 or not 0 < a.hold <= 60:
+        sys.exit("bounded loads only: --duration and --hold <= 60 s, --conns <= 10000")
+    if not 1 <= a.batch <= 1000:
+        sys.exit("--batch must be 1..1000")
+    if a.proto != "plain" and a.client == "picows" and a.mode in ("echo", "bcast"):
+        sys.exit("--client picows speaks --proto plain only (use the raw client)")
     if a.mode == "bcast" and a.client == "raw":
         signal.alarm(300)  # hard stop for the synchronous receiver
         run_bcast_epoll(a)
@@ -784,6 +1202,7 @@ def main():
         "latency": run_latency,
         "bcast": run_bcast,
         "idle": run_idle,
+        "idlecpu": run_idlecpu,
     }[a.mode]
     signal.alarm(330)  # hard stop even if the event loop wedges
     uvloop.run(asyncio.wait_for(fn(a), 300))

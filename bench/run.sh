@@ -74,9 +74,9 @@ if [ ! -x "$PY" ]; then
   echo "bench/run.sh: $PY not found; create the venv first (bash scripts/check)" >&2
   exit 1
 fi
-if ! "$PY" -c 'import wsguard, websockets, uvloop, picows, psutil' 2>/dev/null; then
+if ! "$PY" -c 'import wsguard, websockets, uvloop, picows, psutil, socketio, fastapi, uvicorn, jwt' 2>/dev/null; then
   echo "bench/run.sh: the venv lacks a benchmark dependency; run:" >&2
-  echo "  $PY -m pip install psutil picows uvloop" >&2
+  echo "  $PY -m pip install -e '.[bench,test]'" >&2
   exit 1
 fi
 if ! command -v taskset >/dev/null; then

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import queue
+import secrets
 import signal
 import subprocess
 import sys
@@ -43,11 +44,30 @@ CONFIGS = {
     "picows-uvloop": ["--engine", "picows", "--loop", "uvloop"],
     "aiohttp": ["--engine", "aiohttp", "--loop", "asyncio"],
     "aiohttp-uvloop": ["--engine", "aiohttp", "--loop", "uvloop"],
+    "wsguard-full": ["--engine", "wsguard-full", "--loop", "asyncio"],
+    "wsguard-full-uvloop": ["--engine", "wsguard-full", "--loop", "uvloop"],
+    "socketio": ["--engine", "socketio", "--loop", "asyncio"],
+    "socketio-uvloop": ["--engine", "socketio", "--loop", "uvloop"],
+    "fastapi": ["--engine", "fastapi", "--loop", "asyncio"],
+    "fastapi-uvloop": ["--engine", "fastapi", "--loop", "uvloop"],
 }
-# tests a config cannot run (wsguard serves one WebSocket path; fan-out arrives with channels)
+# client.py --proto per config (default: plain)
+CONFIG_PROTO = {
+    "wsguard-full": "wsguard",
+    "wsguard-full-uvloop": "wsguard",
+    "socketio": "socketio",
+    "socketio-uvloop": "socketio",
+}
+# Tests a config cannot run (bench/README.md says why):
+#  - wsguard (echo mode) serves one WebSocket path and has no fan-out;
+#  - wsguard-full and socketio carry JSON text messages only: no 16 KiB binary echo.
 CONFIG_SKIP = {
-    "wsguard": {"bcast1000"},
-    "wsguard-uvloop": {"bcast1000"},
+    "wsguard": {"bcast1000", "bcast1000_b16"},
+    "wsguard-uvloop": {"bcast1000", "bcast1000_b16"},
+    "wsguard-full": {"echo16k_c8"},
+    "wsguard-full-uvloop": {"echo16k_c8"},
+    "socketio": {"echo16k_c8"},
+    "socketio-uvloop": {"echo16k_c8"},
 }
 DEFAULT_CONFIGS = [
     "wsguard",
@@ -71,10 +91,22 @@ TESTS = {
         *("--warmup", "0.5"),
     ],
     "bcast1000": ["bcast", "--conns", "1000", "--target-seconds", "3", "--poll-ms", "25"],
+    # the same fan-out, 16 publications per server loop pass (a coalescing server writes once)
+    "bcast1000_b16": [
+        *("bcast", "--conns", "1000", "--target-seconds", "3", "--poll-ms", "25"),
+        *("--batch", "16"),
+    ],
+    # server CPU over a 10 s hold with 1,000 idle connections and no traffic
+    "idlecpu1000": ["idlecpu", "--conns", "1000", "--hold", "10", "--concurrency", "50"],
 }
 DEFAULT_TESTS = ["echo64_c64", "echo64_c1", "echo16k_c8", "latency2k", "idle5000"]
 
-PACKAGES = ["wsguard", "websockets", "picows", "aiohttp", "uvloop", "psutil"]
+PACKAGES = [
+    *("wsguard", "websockets", "picows", "aiohttp", "uvloop", "psutil"),
+    *("python-socketio", "python-engineio", "fastapi", "uvicorn", "PyJWT"),
+]
+# the HS256 secret of the wsguard-full config (servers.py, client.py): one per run, inherited
+JWT_SECRET_ENV = "WSGUARD_BENCH_JWT_SECRET"  # noqa: S105 - a variable name
 
 
 def wsguard_source_hash():
@@ -173,6 +205,21 @@ def cpu_of(proc):
     return t.user + t.system
 
 
+def task_cpu_ns(pid):
+    """On-CPU time of every live thread of `pid`, in ns (/proc/PID/task/*/schedstat, field 1).
+
+    psutil's cpu_times count 10 ms clock ticks: too coarse for an idle server."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with (
+                contextlib.suppress(OSError, ValueError),
+                open(f"/proc/{pid}/task/{tid}/schedstat") as f,
+            ):
+                total += int(f.read().split()[0])
+    return total
+
+
 def foreign_cpu(exclude):
     """{pid: CPU seconds so far} for every process not in `exclude` (other tenants)."""
     out = {}
@@ -224,12 +271,12 @@ def core_usage(s0, s1, cpu):
     }
 
 
-def run_client(test, port, cores, sproc, echo_client, timeout=240):
+def run_client(test, port, cores, sproc, echo_client, proto="plain", timeout=240):
     server_cpu, client_cpu = cores
     args = [
         *("taskset", "-c", str(client_cpu), PY, os.path.join(HERE, "client.py")),
         *TESTS[test],
-        *("--url", f"ws://127.0.0.1:{port}"),
+        *("--url", f"ws://127.0.0.1:{port}", "--proto", proto),
     ]
     if TESTS[test][0] in ("echo", "bcast"):
         args += ["--client", echo_client]
@@ -239,6 +286,8 @@ def run_client(test, port, cores, sproc, echo_client, timeout=240):
     res = None
     extra = {}
     marks = {}
+    ns_marks = {}
+    precise = TESTS[test][0] == "idlecpu"
     deadline = time.time() + timeout
     while True:
         left = deadline - time.time()
@@ -255,6 +304,8 @@ def run_client(test, port, cores, sproc, echo_client, timeout=240):
             _, name, _rest = line.split(" ", 2)
             now = time.time()
             if name in ("start", "end"):
+                if precise:
+                    ns_marks[name] = (time.perf_counter_ns(), task_cpu_ns(sproc.pid))
                 marks[name] = (
                     now,
                     cpu_of(sproc),
@@ -286,6 +337,16 @@ def run_client(test, port, cores, sproc, echo_client, timeout=240):
             res["msgs_per_server_cpu_s"] = res["msgs"] / dcpu
         if res.get("received") is not None and dcpu > 0:
             res["deliveries_per_server_cpu_s"] = res["received"] / dcpu
+        if res.get("mode") == "idlecpu" and dt > 0:
+            res["cpu_seconds"] = dcpu
+            res["wall_seconds"] = dt
+            res["idle_cpu_percent"] = dcpu / dt * 100
+        if "start" in ns_marks and "end" in ns_marks:
+            wall_ns = ns_marks["end"][0] - ns_marks["start"][0]
+            cpu_ns = ns_marks["end"][1] - ns_marks["start"][1]
+            res["cpu_seconds_schedstat"] = cpu_ns / 1e9
+            if wall_ns > 0:
+                res["idle_cpu_percent_schedstat"] = cpu_ns / wall_ns * 100
     if "rss_base" in res and "rss_conn" in res and res.get("conns"):
         res["rss_per_conn_bytes"] = (res["rss_conn"] - res["rss_base"]) / res["conns"]
     return res
@@ -299,9 +360,13 @@ BRIEF = (
     "deliveries_per_s",
     "rss_per_conn_bytes",
     "handshakes_per_s",
+    "idle_cpu_percent",
+    "idle_cpu_percent_schedstat",
+    "cpu_seconds",
     "server_cpu",
     "client_cpu",
     "foreign_cpu",
+    "errors",
     "error",
 )
 
@@ -332,7 +397,14 @@ def run_config(out, rep, cfg, port, tests, a, logdir):
             if sp.poll() is not None:
                 res = {"error": f"server died (exit code {sp.returncode})"}
             else:
-                res = run_client(test, port, (a.server_cpu, a.client_cpu), sproc, a.echo_client)
+                res = run_client(
+                    test,
+                    port,
+                    (a.server_cpu, a.client_cpu),
+                    sproc,
+                    a.echo_client,
+                    CONFIG_PROTO.get(cfg, "plain"),
+                )
             rec = {"rep": rep, "config": cfg, "test": test, "t": time.time(), **res}
             if src:
                 rec["wsguard_src"] = src
@@ -380,6 +452,13 @@ def main():
             ap.error(f"CPU {cpu} is not available (allowed: {sorted(allowed)})")
     if not 1 <= a.reps <= 20:
         ap.error("--reps must be 1-20")
+    if a.echo_client == "picows" and any(c in CONFIG_PROTO for c in configs):
+        ap.error(
+            "--echo-client picows speaks plain WebSocket only; drop "
+            + ", ".join(c for c in configs if c in CONFIG_PROTO)
+        )
+    # servers and clients inherit it; never written to the results
+    os.environ.setdefault(JWT_SECRET_ENV, secrets.token_urlsafe(48))
     logdir = a.logdir or os.path.splitext(a.out)[0] + "-logs"
     os.makedirs(logdir, exist_ok=True)
     # the orchestrator itself lives on the client core

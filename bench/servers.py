@@ -3,18 +3,26 @@
 Every server listens on 127.0.0.1:PORT only:
   /echo   echo every text/binary message back (text is decoded to str first, i.e. UTF-8 is
           validated, as an application would do)
-  /bcast  subscriber connection; a text message "BCAST <K>" received on any /bcast connection
-          makes the server fan out K rounds of one 100-byte text message to every connected
-          /bcast client, yielding to the event loop after each round. Not served by wsguard
-          (fan-out arrives with channels).
+  /bcast  subscriber connection; a text message "BCAST <K> [<B>]" received on any /bcast
+          connection makes the server fan out K rounds of one 100-byte text message to every
+          connected /bcast client, yielding to the event loop after every B-th round (B
+          defaults to 1: one publication per loop pass). Not served by the wsguard (echo-mode)
+          engine.
+  wsguard-full serves its wire protocol on /ws instead (rpc `echo`, rpc `bench.bcast`, channel
+  `bench:fanout`); socketio serves Engine.IO v4 on /socket.io/ (events `echo`, `bcast`).
 
 Usage: python servers.py --engine ENGINE --port PORT [--loop asyncio|uvloop]
 Engines:
   wsguard     the real wsguard listener in echo mode (server.echo = true), in-process
+  wsguard-full  wsguard in protocol mode with its full secure configuration (Host and Origin
+              allow-lists, JWT authentication required, rate limits on, JSON decoding,
+              authorization and a JSON Schema on every message); see wsguard_full_settings
   websockets  websockets' own asyncio server
   ws-sansio   websockets' Sans-I/O core + a minimal asyncio.Protocol (research prototype)
   picows      picows (Cython), aiofastnet off
   aiohttp     aiohttp's web server
+  socketio    python-socketio AsyncServer (async_mode="aiohttp") on an aiohttp web app
+  fastapi     FastAPI @app.websocket endpoints under uvicorn (uvicorn's defaults)
 The process prints "LISTENING" on stdout once it accepts connections.
 Stop it with SIGTERM/SIGINT; it exits after --max-lifetime seconds anyway.
 """
@@ -35,11 +43,16 @@ MAX_SIZE = 1 << 20  # 1 MiB message limit everywhere, for parity
 
 
 def parse_bcast(text):
-    """K from "BCAST <K>" (0 when malformed)."""
+    """(K, B) from "BCAST <K> [<B>]": K rounds, a loop pass every B rounds (B defaults to 1).
+
+    K is 0 when malformed; B is clamped to 1..1000."""
+    parts = text.split()
     try:
-        return int(text.split()[1])
+        k = int(parts[1])
+        b = int(parts[2]) if len(parts) > 2 else 1
     except (IndexError, ValueError):
-        return 0
+        return 0, 1
+    return k, max(1, min(1000, b))
 
 
 def ready():
@@ -120,16 +133,140 @@ def serve_wsguard(port, loop_kind):
     run_asyncio_main(main, loop_kind)
 
 
+# ---------------------------------------------------------------- wsguard, full configuration
+# The environment variable holding the HS256 secret (run_bench.py generates one per run and
+# hands it to the server and the clients; the client mints its token with it).
+JWT_SECRET_ENV = "WSGUARD_BENCH_JWT_SECRET"  # noqa: S105 - a variable name
+JWT_AUDIENCE = "wsguard-bench"
+JWT_ISSUER = "wsguard-bench"
+BENCH_CHANNEL = "bench:fanout"
+# Every echo request's data must match this (strict: one bounded string, nothing else).
+ECHO_SCHEMA = {
+    "type": "object",
+    "properties": {"text": {"type": "string", "maxLength": 1024}},
+    "required": ["text"],
+    "additionalProperties": False,
+}
+BCAST_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "k": {"type": "integer", "minimum": 1, "maximum": 100000},
+        "b": {"type": "integer", "minimum": 1, "maximum": 1000},
+    },
+    "required": ["k"],
+    "additionalProperties": False,
+}
+# Every publication on bench:* must match this (the channel's inbound schema; it also applies
+# to the server's own publish).
+PUBLICATION_SCHEMA = {"type": "string", "maxLength": 100}
+# Rate limits stay ON, set high enough not to trip at benchmark rates: the echo tests drive
+# ~100k msg/s of 64-byte requests over 1-64 connections, all of ONE user.
+FULL_LIMITS = {
+    "max_message_bytes": MAX_SIZE,
+    "messages_per_second": 1e6,
+    "burst": 1_000_000,
+    "bytes_per_second": 1 << 30,
+    "user_messages_per_second": 1e6,
+    "user_burst": 1_000_000,
+    "user_bytes_per_second": 1 << 30,
+    "max_connections": 20000,
+    "max_connections_per_ip": 20000,
+    "max_connections_per_user": 20000,
+    "handshake_rate": 1e6,
+    "handshake_burst": 1_000_000,
+    "idle_timeout": 3600,
+    "ping_interval": 20,
+}
+
+
+def wsguard_full_settings(port, schema_path):
+    """wsguard's secure defaults; only the limits above are raised (TLS off: loopback)."""
+    from wsguard.settings import ChannelConfig, JwtConfig
+    from wsguard.testing import loopback_settings
+
+    return loopback_settings(
+        server={"host": HOST, "port": port, "ws_path": "/ws"},
+        origins={
+            "allowed_hosts": (f"{HOST}:{port}",),
+            "allowed": (f"http://{HOST}:{port}",),
+            "allow_missing": False,
+        },
+        auth={
+            "required": True,
+            "methods": ("jwt",),
+            "jwt": JwtConfig(
+                algorithms=("HS256",),
+                secret_env=JWT_SECRET_ENV,
+                audience=JWT_AUDIENCE,
+                issuer=JWT_ISSUER,
+            ),
+        },
+        limits=FULL_LIMITS,
+        channels=[
+            ChannelConfig(pattern="bench:*", subscribe=("authenticated",), schema=schema_path)
+        ],
+    )
+
+
+def serve_wsguard_full(port, loop_kind):
+    import json
+    import tempfile
+
+    from wsguard.server.lifecycle import Server
+
+    if not os.environ.get(JWT_SECRET_ENV):
+        sys.exit(f"wsguard-full needs the HS256 secret in ${JWT_SECRET_ENV} (run_bench sets it)")
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="wsguard-bench-", suffix=".json", delete=False
+    ) as f:
+        json.dump(PUBLICATION_SCHEMA, f)
+    try:
+        settings = wsguard_full_settings(port, f.name)
+        tasks = set()
+
+        async def main(stop):
+            server = Server(settings)
+
+            @server.rpc("echo", allow=("authenticated",), schema=ECHO_SCHEMA)
+            async def echo(ctx, data):
+                return data
+
+            async def fanout(k, b):
+                for i in range(k):
+                    await server.publish(BENCH_CHANNEL, PAYLOAD_100)
+                    if (i + 1) % b == 0:
+                        await asyncio.sleep(0)
+
+            # "BCAST K B" for this config: {"op":"rpc","method":"bench.bcast",
+            # "data":{"k":K,"b":B}} (b optional, 1); the reply comes at once, the K rounds run
+            # in a task (B publications per loop pass).
+            @server.rpc("bench.bcast", allow=("authenticated",), schema=BCAST_SCHEMA)
+            async def bcast(ctx, data):
+                task = asyncio.get_running_loop().create_task(fanout(data["k"], data.get("b", 1)))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                return {}
+
+            async with server:
+                ready()
+                await stop.wait()
+
+        run_asyncio_main(main, loop_kind)
+    finally:
+        os.unlink(f.name)
+
+
 # ---------------------------------------------------------------- websockets
 def serve_websockets(port, loop_kind):
     from websockets.asyncio.server import broadcast, serve
 
     clients = set()
 
-    async def fanout(k):
-        for _ in range(k):
+    async def fanout(k, b):
+        for i in range(k):
             broadcast(clients, PAYLOAD_100)
-            await asyncio.sleep(0)
+            if (i + 1) % b == 0:
+                await asyncio.sleep(0)
 
     tasks = set()
 
@@ -139,7 +276,7 @@ def serve_websockets(port, loop_kind):
             try:
                 async for msg in ws:
                     if isinstance(msg, str) and msg.startswith("BCAST"):
-                        task = asyncio.get_running_loop().create_task(fanout(parse_bcast(msg)))
+                        task = asyncio.get_running_loop().create_task(fanout(*parse_bcast(msg)))
                         tasks.add(task)
                         task.add_done_callback(tasks.discard)
             finally:
@@ -183,15 +320,16 @@ def serve_sansio(port, loop_kind):
             return bytes([0x81, 126]) + n.to_bytes(2, "big") + data
         return bytes([0x81, 127]) + n.to_bytes(8, "big") + data
 
-    async def fanout(k):
+    async def fanout(k, b):
         wire = frame_bytes(PAYLOAD_100)
-        for _ in range(k):
+        for i in range(k):
             for c in list(clients):
                 c.t.write(wire)
-            await asyncio.sleep(0)
+            if (i + 1) % b == 0:
+                await asyncio.sleep(0)
 
-    def start_fanout(k):
-        task = asyncio.get_running_loop().create_task(fanout(k))
+    def start_fanout(k, b):
+        task = asyncio.get_running_loop().create_task(fanout(k, b))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
@@ -214,7 +352,7 @@ def serve_sansio(port, loop_kind):
                         if not self.bcast:
                             p.send_text(text.encode())
                         elif text.startswith("BCAST"):
-                            start_fanout(parse_bcast(text))
+                            start_fanout(*parse_bcast(text))
                     elif op is op_binary and not self.bcast:
                         p.send_binary(ev.data)
                     # PING/PONG/CLOSE replies are produced by the protocol itself
@@ -269,11 +407,12 @@ def serve_picows(port, loop_kind):
                 t.send_close(frame.get_close_code())
                 t.disconnect()
 
-    async def fanout(k):
-        for _ in range(k):
+    async def fanout(k, b):
+        for i in range(k):
             for t in list(clients):
                 t.send(text_t, PAYLOAD_100)
-            await asyncio.sleep(0)
+            if (i + 1) % b == 0:
+                await asyncio.sleep(0)
 
     class Bcast(WSListener):
         def on_ws_connected(self, t):
@@ -287,7 +426,7 @@ def serve_picows(port, loop_kind):
             if mt is text_t:
                 msg = frame.get_payload_as_utf8_text()
                 if msg.startswith("BCAST"):
-                    task = asyncio.get_running_loop().create_task(fanout(parse_bcast(msg)))
+                    task = asyncio.get_running_loop().create_task(fanout(*parse_bcast(msg)))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
             elif mt is close_t:
@@ -317,12 +456,13 @@ def serve_aiohttp(port, loop_kind):
     clients = set()
     tasks = set()
 
-    async def fanout(k):
-        for _ in range(k):
+    async def fanout(k, b):
+        for i in range(k):
             for ws in list(clients):
                 with contextlib.suppress(Exception):
                     await ws.send_str(PAYLOAD_100)
-            await asyncio.sleep(0)
+            if (i + 1) % b == 0:
+                await asyncio.sleep(0)
 
     async def echo(request):
         ws = web.WebSocketResponse(max_msg_size=MAX_SIZE)
@@ -341,7 +481,7 @@ def serve_aiohttp(port, loop_kind):
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT and msg.data.startswith("BCAST"):
-                    task = asyncio.get_running_loop().create_task(fanout(parse_bcast(msg.data)))
+                    task = asyncio.get_running_loop().create_task(fanout(*parse_bcast(msg.data)))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
         finally:
@@ -363,12 +503,142 @@ def serve_aiohttp(port, loop_kind):
     run_asyncio_main(main, loop_kind)
 
 
+# ---------------------------------------------------------------- python-socketio
+# Engine.IO v4 / Socket.IO v5 over a WebSocket (the bench clients skip the polling transport:
+# GET /socket.io/?EIO=4&transport=websocket). Library defaults (pingInterval 25 s) except the
+# message size. Event "echo" is emitted back to the sender; event "bcast" with K (or
+# {"k": K, "b": B}) emits K rounds of event "m" to every client of the namespace, B rounds per
+# loop pass (default 1). The data of "m" is
+# sized so the text frame's payload (42["m","..."]) is exactly 100 bytes, like the others.
+SIO_PAYLOAD = "b" * (100 - len('42["m",""]'))
+
+
+def serve_socketio(port, loop_kind):
+    import socketio
+    from aiohttp import web
+
+    sio = socketio.AsyncServer(async_mode="aiohttp", max_http_buffer_size=MAX_SIZE)
+    tasks = set()
+
+    async def fanout(k, b):
+        for i in range(k):
+            await sio.emit("m", SIO_PAYLOAD)
+            if (i + 1) % b == 0:
+                await asyncio.sleep(0)
+
+    @sio.on("echo")
+    async def echo(sid, data):
+        await sio.emit("echo", data, to=sid)
+
+    @sio.on("bcast")
+    async def bcast(sid, data):
+        # data: K, or {"k": K, "b": B} (B publications per loop pass, default 1)
+        k, b = (data.get("k"), data.get("b", 1)) if isinstance(data, dict) else (data, 1)
+        if isinstance(k, int) and k > 0 and isinstance(b, int) and 1 <= b <= 1000:
+            task = asyncio.get_running_loop().create_task(fanout(k, b))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    async def main(stop):
+        app = web.Application()
+        sio.attach(app)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, HOST, port)
+        await site.start()
+        ready()
+        await stop.wait()
+        await runner.cleanup()
+
+    run_asyncio_main(main, loop_kind)
+
+
+# ---------------------------------------------------------------- FastAPI under uvicorn
+def serve_fastapi(port, loop_kind):
+    import uvicorn
+    from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+
+    app = FastAPI()
+    clients = set()
+
+    def typed(fn):
+        # this module uses `from __future__ import annotations`, and FastAPI resolves string
+        # annotations in the module's globals, where WebSocket is not: give it the class
+        fn.__annotations__ = {"ws": WebSocket}
+        return fn
+
+    tasks = set()
+
+    async def fanout(k, b):
+        for i in range(k):
+            for ws in list(clients):
+                with contextlib.suppress(Exception):
+                    await ws.send_text(PAYLOAD_100)
+            if (i + 1) % b == 0:
+                await asyncio.sleep(0)
+
+    @app.websocket("/echo")
+    @typed
+    async def echo(ws):
+        await ws.accept()
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                msg = await ws.receive()
+                if msg["type"] == "websocket.disconnect":
+                    break
+                if msg.get("text") is not None:
+                    await ws.send_text(msg["text"])
+                elif msg.get("bytes") is not None:
+                    await ws.send_bytes(msg["bytes"])
+
+    @app.websocket("/bcast")
+    @typed
+    async def bcast(ws):
+        await ws.accept()
+        clients.add(ws)
+        try:
+            while True:
+                text = await ws.receive_text()
+                if text.startswith("BCAST"):
+                    task = asyncio.get_running_loop().create_task(fanout(*parse_bcast(text)))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            clients.discard(ws)
+
+    async def main(stop):
+        # uvicorn's defaults (ws="auto", 16 MiB max message, 20 s pings); the loop is ours,
+        # created by run_asyncio_main with the same kind.
+        config = uvicorn.Config(app, host=HOST, port=port, log_level="warning", loop=loop_kind)
+        server = uvicorn.Server(config)
+        serving = asyncio.get_running_loop().create_task(server.serve())
+        for _ in range(300):
+            if server.started or serving.done():
+                break
+            await asyncio.sleep(0.05)
+        if not server.started:
+            sys.exit("uvicorn did not start")
+        ready()
+        stopping = asyncio.get_running_loop().create_task(stop.wait())
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True
+        stopping.cancel()
+        await serving
+
+    run_asyncio_main(main, loop_kind)
+
+
 ENGINES = {
     "wsguard": serve_wsguard,
     "websockets": serve_websockets,
     "ws-sansio": serve_sansio,
     "picows": serve_picows,
     "aiohttp": serve_aiohttp,
+    "wsguard-full": serve_wsguard_full,
+    "socketio": serve_socketio,
+    "fastapi": serve_fastapi,
 }
 
 

@@ -60,6 +60,20 @@ METRICS = [
         "{:,.0f}",
     ),
     (
+        "bcast1000_b16",
+        "deliveries_per_s",
+        "fan-out, 16 publications per pass (deliveries/s)",
+        1,
+        "{:,.0f}",
+    ),
+    (
+        "bcast1000_b16",
+        "deliveries_per_server_cpu_s",
+        "fan-out, 16 publications per pass: per server CPU-second (deliveries/CPU-s)",
+        1,
+        "{:,.0f}",
+    ),
+    (
         "idle5000",
         "rss_per_conn_bytes",
         "server RSS per idle connection, 5,000 conns (KiB)",
@@ -73,6 +87,20 @@ METRICS = [
         1,
         "{:,.0f}",
     ),
+    (
+        "idlecpu1000",
+        "idle_cpu_percent",
+        "server CPU % with 1,000 idle connections",
+        1,
+        "{:,.2f}",
+    ),
+    (
+        "idlecpu1000",
+        "idle_cpu_percent_schedstat",
+        "server CPU % with 1,000 idle connections (schedstat, ns resolution)",
+        1,
+        "{:,.4f}",
+    ),
 ]
 WIDE = [
     ("echo64_c64", "msgs_per_s", "echo 64B x64 conns msg/s"),
@@ -81,10 +109,14 @@ WIDE = [
     ("latency2k", "p50_us", "p50 us"),
     ("latency2k", "p99_us", "p99 us"),
     ("bcast1000", "deliveries_per_s", "fan-out deliveries/s"),
+    ("bcast1000_b16", "deliveries_per_s", "fan-out, 16 publications per pass (deliveries/s)"),
     ("idle5000", "rss_per_conn_bytes", "KiB/idle conn"),
     ("idle5000", "handshakes_per_s", "handshakes/s"),
 ]
-CONTEXT_TESTS = ["echo64_c64", "echo64_c1", "echo16k_c8", "latency2k", "bcast1000", "idle5000"]
+CONTEXT_TESTS = [
+    *("echo64_c64", "echo64_c1", "echo16k_c8", "latency2k"),
+    *("bcast1000", "bcast1000_b16", "idle5000", "idlecpu1000"),
+]
 
 
 def load(paths):
@@ -278,7 +310,10 @@ def main():
         p("(ratios only where both configs of a repetition were kept; n is in the raw file)")
         p()
         overview(p, clean, configs, baselines, "#")
-    p("Lower is better for latency and KiB/idle conn; higher is better for everything else.")
+    p(
+        "Lower is better for latency, KiB/idle conn and idle CPU %; higher is better for"
+        " everything else."
+    )
     p()
 
     p("## Per metric: median, min-max, paired ratios (median and min-max over repetitions)")

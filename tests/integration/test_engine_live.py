@@ -329,3 +329,31 @@ async def test_pings_within_the_burst_are_all_answered(start_server):
     await client.send(frame(OP_TEXT, b'{"id": 1, "op": "ping"}'))
     opcode, payload = await client.read_frame()
     assert (opcode, orjson.loads(payload)) == (OP_TEXT, {"id": 1, "ok": True, "result": {}})
+
+
+async def test_replies_of_one_event_loop_pass_leave_in_one_write(start_server, monkeypatch):
+    from wsguard.server import listener
+
+    server = await start_server()
+
+    @server.rpc("echo", allow=("anonymous",))
+    async def echo(ctx, data):
+        return data  # answered from the session's task, after data_received returned
+
+    writes: list[int] = []
+    original = listener.WsConnection._write
+
+    def counting(self, chunk):
+        writes.append(len(chunk))
+        original(self, chunk)
+
+    client = await open_raw(server.port)
+    monkeypatch.setattr(listener.WsConnection, "_write", counting)
+    requests = [
+        orjson.dumps({"id": i, "op": "rpc", "method": "echo", "data": i}) for i in range(16)
+    ]
+    await client.send(b"".join(frame(OP_TEXT, r) for r in requests))
+    replies = [orjson.loads((await client.read_frame())[1]) for _ in range(16)]
+    assert replies == [{"id": i, "ok": True, "result": i} for i in range(16)]
+    # 16 replies produced one by one by the session's task in one pass: one write, not 16.
+    assert len(writes) == 1, writes

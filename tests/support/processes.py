@@ -26,6 +26,18 @@ class ProcessLog:
     stderr: str = ""
 
 
+def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if ``proc`` has not exited within ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 class ProcessStartError(RuntimeError):
     """The process exited, or did not listen in time, before the test began."""
 
@@ -74,10 +86,5 @@ def listening_process(
                 time.sleep(0.1)
             yield log
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop(proc)
             log.stderr = output()

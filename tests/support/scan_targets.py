@@ -24,7 +24,13 @@ from pathlib import Path
 
 import trustme
 
-from support.processes import ProcessLog, ProcessStartError, free_port, listening_process
+from support.processes import (
+    ProcessLog,
+    ProcessStartError,
+    free_port,
+    listening_process,
+    stop,
+)
 
 __all__ = [
     "EXAMPLE_CONFIG",
@@ -249,12 +255,6 @@ def _serve(command: list[str], env: Mapping[str, str], target: WsguardTarget) ->
         line = proc.stdout.readline().decode()
         yield line.startswith("wsguard listening on port ")
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop(proc, grace=15)
         proc.stdout.close()
         target.log.stderr = target.log_path.read_text(errors="replace")

@@ -55,6 +55,7 @@ class WsConnection(asyncio.Protocol):
         "_backlog",
         "_close_code",
         "_decoder",
+        "_flush_soon",
         "_fragments",
         "_header_bytes",
         "_last_message",
@@ -108,6 +109,7 @@ class WsConnection(asyncio.Protocol):
         # Pushes from the hub, written once per event loop pass (see server/hub.py).
         self._outbox: list[bytes] | None = None
         self._outbox_bytes = 0
+        self._flush_soon = False
         # Why reading is paused: a bit per reason, so one reason's end doesn't undo another.
         self._read_paused = 0
         self._loop = asyncio.get_running_loop()
@@ -289,14 +291,35 @@ class WsConnection(asyncio.Protocol):
     def send_text(self, data: bytes) -> None:
         if self._proto.state is State.OPEN:
             self._proto.send_text(data)
-            if not self._processing:
-                self._flush()
+            self._queue_written()
 
     def send_binary(self, data: bytes) -> None:
         if self._proto.state is State.OPEN:
             self._proto.send_binary(data)
-            if not self._processing:
-                self._flush()
+            self._queue_written()
+
+    def _queue_written(self) -> None:
+        """Move the frames the core just built into the outbox, behind the pushes already there
+        (one order per connection), to be written at the end of this read or of this event loop
+        pass: one ``transport.write`` for every reply and push of a pass, not one per message
+        (replies of rpc handlers and other tasks arrive one by one)."""
+        chunks = self._proto.data_to_send()  # never b"" (end of stream) while OPEN
+        if not chunks:
+            return
+        outbox = self._outbox
+        if outbox is None:
+            self._outbox = outbox = []
+        outbox.extend(chunks)
+        self._outbox_bytes += sum(map(len, chunks))
+        if self._outbox_bytes > self._state.limits.max_send_queue_bytes:
+            self.flush_pushes()  # past the bound: to the kernel now, where _write applies it
+        elif not self._processing and not self._flush_soon:
+            self._flush_soon = True
+            self._loop.call_soon(self._flush_later)
+
+    def _flush_later(self) -> None:
+        self._flush_soon = False
+        self.flush_pushes()
 
     def close(self, code: int, reason: str) -> None:
         if self._proto.state is State.OPEN:
@@ -545,8 +568,13 @@ class WsConnection(asyncio.Protocol):
     def _flush(self) -> None:
         if self._outbox is not None:
             self.flush_pushes()  # queued pushes go first: one order per connection
-        for chunk in self._proto.data_to_send():
-            self._write(chunk)
+        chunks = self._proto.data_to_send()
+        if chunks:
+            # One write for what the core built (pongs, close frames); b"" marks the end of
+            # the stream and comes last.
+            self._write(b"".join(chunks))
+            if not chunks[-1]:
+                self._write(b"")
 
     def _write(self, chunk: bytes) -> None:
         transport = self._transport

@@ -21,8 +21,10 @@ handler's return value into the reply's JSON result, or refuses it as 500 ``bad_
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -32,7 +34,14 @@ from wsguard.core.schema import Schema
 if TYPE_CHECKING:
     from wsguard.brokers.base import Publication
 
-__all__ = ["RpcContext", "RpcConverter", "RpcHandler", "RpcMethod", "RpcRegistry"]
+__all__ = [
+    "RpcContext",
+    "RpcConverter",
+    "RpcHandler",
+    "RpcMethod",
+    "RpcRegistry",
+    "run_bounded",
+]
 
 _METHOD: Final = re.compile(r"[A-Za-z0-9_.:-]{1,128}", re.ASCII)  # as the envelope accepts
 # Channel grants that name a channel ("owner", "claim") mean nothing for a method.
@@ -56,6 +65,56 @@ class RpcContext:
 
 
 RpcHandler = Callable[[RpcContext, Any], Awaitable[Any]]
+
+
+class _Started:
+    """A coroutine whose first step already ran, awaitable to finish it (as ``yield from``)."""
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value = self._coro, self._first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation and timeouts go to the handler
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
+
+
+async def run_bounded(result: Awaitable[Any], within: float) -> Any:
+    """Await a handler's result in the calling task, for at most ``within`` seconds.
+
+    A coroutine runs its first step at once: a handler that finishes without waiting (one
+    that only computes) costs no task and no timer. One that waits finishes under
+    ``asyncio.timeout``, with the time counted from its first wait. (``asyncio.wait_for``
+    would wrap every call in a new task, the largest per-message cost on the rpc path.)
+
+    Raises:
+        TimeoutError: when it waits longer than ``within``.
+    """
+    if isinstance(result, types.CoroutineType):
+        try:
+            first = result.send(None)
+        except StopIteration as done:
+            return done.value
+        result = _Started(result, first)
+    async with asyncio.timeout(within):
+        return await result
 
 
 class RpcConverter(Protocol):

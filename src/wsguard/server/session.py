@@ -40,7 +40,7 @@ from wsguard.core.limits import client_key
 from wsguard.exceptions import ReplyError
 from wsguard.server.authflow import AuthFlow
 from wsguard.server.engine import Connection
-from wsguard.server.rpc import RpcContext
+from wsguard.server.rpc import RpcContext, run_bounded
 
 __all__ = ["EchoSession", "ProtocolSession"]
 
@@ -411,9 +411,7 @@ class ProtocolSession:
                 return
         context = RpcContext(principal, self.client_id, self._publish_as_server)
         try:
-            result = await asyncio.wait_for(
-                method.handler(context, data), services.limits.rpc_timeout
-            )
+            result = await run_bounded(method.handler(context, data), services.limits.rpc_timeout)
         except ReplyError as error:
             # The handler's own answer, not the client breaking the protocol: not counted.
             self._fail(msg.id, error, counted=False)
