@@ -95,6 +95,21 @@ def run_asyncio_main(main_coro_factory, loop_kind):
 
 
 # ---------------------------------------------------------------- wsguard
+def run_aiohttp_app(app, port, loop_kind):
+    """Serve an aiohttp application on HOST:port until stopped (no access log, no signals)."""
+    from aiohttp import web
+
+    async def main(stop):
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        await web.TCPSite(runner, HOST, port).start()
+        ready()
+        await stop.wait()
+        await runner.cleanup()
+
+    run_asyncio_main(main, loop_kind)
+
+
 def wsguard_settings(port):
     """wsguard's secure defaults, relaxed only where an engine benchmark needs it."""
     from wsguard.testing import loopback_settings
@@ -488,19 +503,10 @@ def serve_aiohttp(port, loop_kind):
             clients.discard(ws)
         return ws
 
-    async def main(stop):
-        app = web.Application()
-        app.router.add_get("/echo", echo)
-        app.router.add_get("/bcast", bcast)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, HOST, port)
-        await site.start()
-        ready()
-        await stop.wait()
-        await runner.cleanup()
-
-    run_asyncio_main(main, loop_kind)
+    app = web.Application()
+    app.router.add_get("/echo", echo)
+    app.router.add_get("/bcast", bcast)
+    run_aiohttp_app(app, port, loop_kind)
 
 
 # ---------------------------------------------------------------- python-socketio
@@ -539,18 +545,9 @@ def serve_socketio(port, loop_kind):
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
-    async def main(stop):
-        app = web.Application()
-        sio.attach(app)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, HOST, port)
-        await site.start()
-        ready()
-        await stop.wait()
-        await runner.cleanup()
-
-    run_asyncio_main(main, loop_kind)
+    app = web.Application()
+    sio.attach(app)
+    run_aiohttp_app(app, port, loop_kind)
 
 
 # ---------------------------------------------------------------- FastAPI under uvicorn
