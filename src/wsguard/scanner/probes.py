@@ -16,7 +16,7 @@ import orjson
 from wsguard.scanner import wire
 from wsguard.scanner.checks import by_id
 from wsguard.scanner.model import Evidence, Severity
-from wsguard.scanner.session import ProbeError, ScanSession
+from wsguard.scanner.session import ProbeError, ScanSession, client_tls_context
 from wsguard.scanner.target import CREDENTIAL_PARAMS
 
 __all__ = ["ATTACKER_HOST", "answered", "probe_auth", "probe_host", "probe_origin", "probe_tls"]
@@ -234,9 +234,7 @@ async def probe_tls(s: ScanSession) -> None:
             [Evidence("TLS handshake", f"{target.host_header} (verifying)", str(exc))],
         )
         # The other probes still run, over an unverified connection.
-        s.tls = ssl.create_default_context()
-        s.tls.check_hostname = False
-        s.tls.verify_mode = ssl.CERT_NONE
+        s.tls = client_tls_context(s.options.cafile, verify=False)
     legacy = _legacy_context()
     if legacy is None:
         v.skip("tls-legacy", "this machine's OpenSSL cannot offer TLS 1.0/1.1")

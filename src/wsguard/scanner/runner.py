@@ -56,14 +56,14 @@ async def _reachable(s: ScanSession) -> None:
     await conn.close()
 
 
+SLOW_CHECK: Final = "limits-handshake-timeout"  # decided by the probe running alongside
+
+
 async def _slow(s: ScanSession) -> None:
     try:
         await frames.probe_slow_handshake(s)
     except ProbeError as exc:
         s.verdicts.skip(SLOW_CHECK, str(exc), inconclusive=True)
-
-
-SLOW_CHECK: Final = "limits-handshake-timeout"  # decided by the probe running alongside
 
 
 def _skip_rest(

@@ -11,6 +11,7 @@ import asyncio
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 from wsguard.scanner import wire
 from wsguard.scanner.checks import by_id
@@ -189,8 +190,6 @@ class ScanSession:
         if ticket and creds.ticket_cmd:
             params.append((creds.ticket_param, await self.mint_ticket()))
         if params:
-            from urllib.parse import urlencode
-
             resource += ("&" if "?" in resource else "?") + urlencode(params)
         fields = wire.upgrade_headers(host or target.host_header)
         if origin is ORIGIN_DEFAULT:

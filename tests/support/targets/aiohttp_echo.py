@@ -27,16 +27,21 @@ import argparse
 from aiohttp import WSMsgType, web
 
 
+async def echo_socket(request: web.Request, *, compress: bool) -> web.WebSocketResponse:
+    """Upgrade ``request`` and echo every message (the other aiohttp targets use it too)."""
+    ws = web.WebSocketResponse(compress=compress)
+    await ws.prepare(request)
+    async for msg in ws:
+        if msg.type is WSMsgType.TEXT:
+            await ws.send_str(msg.data)
+        elif msg.type is WSMsgType.BINARY:
+            await ws.send_bytes(msg.data)
+    return ws
+
+
 def make_app(compress: bool) -> web.Application:
     async def echo(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(compress=compress)
-        await ws.prepare(request)
-        async for msg in ws:
-            if msg.type is WSMsgType.TEXT:
-                await ws.send_str(msg.data)
-            elif msg.type is WSMsgType.BINARY:
-                await ws.send_bytes(msg.data)
-        return ws
+        return await echo_socket(request, compress=compress)
 
     app = web.Application()
     app.router.add_get("/ws", echo)

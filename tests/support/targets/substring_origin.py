@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import argparse
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
+from aiohttp_echo import echo_socket  # a sibling script: its folder is on sys.path
 
 TRUSTED = "app.example.com"
 
@@ -38,14 +39,7 @@ async def echo(request: web.Request) -> web.StreamResponse:
     origin = request.headers.get("Origin", "")
     if TRUSTED not in origin:  # the bug: a substring test instead of an exact comparison
         return web.Response(status=403, text="origin not allowed\n")
-    ws = web.WebSocketResponse(compress=False)
-    await ws.prepare(request)
-    async for msg in ws:
-        if msg.type is WSMsgType.TEXT:
-            await ws.send_str(msg.data)
-        elif msg.type is WSMsgType.BINARY:
-            await ws.send_bytes(msg.data)
-    return ws
+    return await echo_socket(request, compress=False)
 
 
 def main() -> None:

@@ -30,7 +30,8 @@ import ssl
 import warnings
 from pathlib import Path
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
+from aiohttp_echo import make_app  # a sibling script: its folder is on sys.path
 
 
 def certificate_files(folder: Path) -> tuple[Path, Path]:
@@ -59,26 +60,13 @@ def server_context(folder: Path) -> ssl.SSLContext:
     return context
 
 
-async def echo(request: web.Request) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(compress=False)
-    await ws.prepare(request)
-    async for msg in ws:
-        if msg.type is WSMsgType.TEXT:
-            await ws.send_str(msg.data)
-        elif msg.type is WSMsgType.BINARY:
-            await ws.send_bytes(msg.data)
-    return ws
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--cert-dir", type=Path, required=True)
     args = parser.parse_args()
-    app = web.Application()
-    app.router.add_get("/ws", echo)
     web.run_app(
-        app,
+        make_app(compress=False),
         host="127.0.0.1",
         port=args.port,
         ssl_context=server_context(args.cert_dir),
