@@ -284,7 +284,8 @@ CATALOGUE: Final[tuple[Check, ...]] = (
         "frame-length", "framing", "A frame declaring a 2^63-byte length is not refused",
         Severity.MEDIUM,
         "Lengths with the most significant bit set overflow signed arithmetic (CVE-2020-27813).",
-        "Refuse lengths with the top bit set (1002) and lengths over the size limit (1009).",
+        "Fail the connection at the header on a length with the top bit set (1002 or 1009) or "
+        "over the size limit (1009), before reading or allocating the payload.",
         "[limits]\nmax_message_bytes = 65536",
         (_rfc(6455, "5.2"), Reference("CVE-2020-27813",
                                        "https://nvd.nist.gov/vuln/detail/CVE-2020-27813"),

@@ -17,7 +17,7 @@ import logging
 from typing import TYPE_CHECKING, cast
 
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Request
+from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from wsguard.codes import CloseCode
@@ -103,7 +103,7 @@ class WsConnection(asyncio.Protocol):
         self._close_code: int | None = None
         self._answered = False
         self._processing = False
-        self._pending: tuple[Request, UpgradeRequest] | None = None
+        self._pending: tuple[Response, UpgradeRequest] | None = None
         self._backlog: list[Frame] = []
         self._auth_deadline: float | None = None
         # Pushes from the hub, written once per event loop pass (see server/hub.py).
@@ -367,20 +367,25 @@ class WsConnection(asyncio.Protocol):
             and proto.handshake_exc is not None
             and not self._answered
         ):
-            # A request websockets could not parse: it would only send EOF; answer 400 (or the
-            # 414/431 it already queued) so the peer learns why.
+            # A request websockets could not parse: it would only send EOF, or a 414/431 whose
+            # body names its parser and limits ("expected no more than 8192 bytes"). Answer
+            # with the status alone and the generic phrase, like every other refusal.
             writes = proto.data_to_send()
-            if not any(chunk[:5] == b"HTTP/" for chunk in writes):
+            status = next((int(c[9:12]) for c in writes if c[:5] == b"HTTP/"), None)
+            if status is None:
                 self._reject_raw(400, "malformed_request")
-                return
-            for chunk in writes:
-                self._write(chunk)
-            status = next(int(c[9:12]) for c in writes if c[:5] == b"HTTP/")
-            self._audit_reject(None, responses.generic_reject(status, "request_too_large"))
+            else:
+                self._reject_raw(status, "request_too_large")
 
     def _on_request(self, request: Request) -> None:
         # Every path below answers the request itself.
         self._answered = True
+        if self._proto.eof_sent:
+            # Bytes that came behind the request head in the same read held a frame the core
+            # refused, and it failed the connection at once, ending the stream: no response
+            # can follow that (websockets asserts as much). Answer as for a malformed request.
+            self._reject_raw(400, "malformed_request")
+            return
         state = self._state
         transport = self._transport
         assert transport is not None  # noqa: S101
@@ -405,11 +410,21 @@ class WsConnection(asyncio.Protocol):
             return
         # Reserved from here on: connection_lost releases it whatever happens next.
         self._accept = decision
+        response = self._proto.accept(request)
+        if response.status_code != 101:
+            # websockets also parses headers our request stage leaves to it (the
+            # Sec-WebSocket-Protocol and -Extensions lists). Refused here, before a ticket is
+            # consumed or a password checked; its body would name the parser, so only the
+            # status goes out.
+            self._refuse(
+                upgrade, decision, responses.generic_reject(response.status_code, "engine_refused")
+            )
+            return
         if decision.deferred:
             # A ticket to consume or a password hash to check: finish in the background,
             # reading nothing more from this peer until then.
             self._pause(_PAUSED_HANDSHAKE)
-            self._pending = (request, upgrade)
+            self._pending = (response, upgrade)
             task = self._loop.create_task(self._finish_handshake(decision))
             state.tasks.add(task)
             task.add_done_callback(state.tasks.discard)
@@ -418,7 +433,7 @@ class WsConnection(asyncio.Protocol):
         if reject is not None:
             self._refuse(upgrade, decision, reject)
             return
-        self._open(request, upgrade, decision)
+        self._open(response, upgrade, decision)
 
     async def _finish_handshake(self, decision: Accept) -> None:
         state = self._state
@@ -432,7 +447,7 @@ class WsConnection(asyncio.Protocol):
         pending, self._pending = self._pending, None
         if transport is None or transport.is_closing() or pending is None:
             return  # the peer left (or timed out) meanwhile; connection_lost released it
-        request, upgrade = pending
+        response, upgrade = pending
         if isinstance(result, Principal) and result is not decision.principal:
             # The password check confirmed a user: bind the slot to them now (per-user cap).
             result = state.pipeline.rebind(decision, result)
@@ -441,7 +456,7 @@ class WsConnection(asyncio.Protocol):
         if isinstance(result, Reject):
             self._refuse(upgrade, decision, result)
         else:
-            self._open(request, upgrade, decision)
+            self._open(response, upgrade, decision)
             backlog, self._backlog = self._backlog, []
             for frame in backlog:
                 self._on_frame(frame)
@@ -455,16 +470,9 @@ class WsConnection(asyncio.Protocol):
         self._proto.send_response(responses.reject_response(reject))
         self._audit_reject(upgrade, reject)
 
-    def _open(self, request: Request, upgrade: UpgradeRequest, decision: Accept) -> None:
+    def _open(self, response: Response, upgrade: UpgradeRequest, decision: Accept) -> None:
+        """Send the 101 that ``ServerProtocol.accept`` built, with the pipeline's headers."""
         state = self._state
-        response = self._proto.accept(request)
-        if response.status_code != 101:
-            # The pipeline checked the request first, so this is only reachable if websockets
-            # is stricter than our request stage; fail closed and say so in the audit log.
-            self._refuse(
-                upgrade, decision, responses.generic_reject(response.status_code, "engine_refused")
-            )
-            return
         for name, value in decision.headers:
             response.headers[name] = value
         self._proto.send_response(response)
@@ -589,7 +597,12 @@ class WsConnection(asyncio.Protocol):
                 self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
         else:
             # The core signals end of stream: a server closes the TCP connection (§7.1.1).
+            # close() waits until the queued bytes are written; a peer that stopped reading
+            # would hold the connection (and its per-IP and per-user slots) forever, so it
+            # gets close_timeout, then _on_timer aborts the transport.
             transport.close()
+            if transport.get_write_buffer_size():
+                self._schedule(self._state.limits.close_timeout)
 
     # ------------------------------------------------------------------ timers
 
@@ -608,7 +621,12 @@ class WsConnection(asyncio.Protocol):
         self._timer = None
         proto = self._proto
         transport = self._transport
-        if transport is None or transport.is_closing():
+        if transport is None:
+            return
+        if transport.is_closing():
+            # Closed, and still not lost a deadline later: the peer is not reading what is
+            # queued (a close frame behind a full buffer, a refusal it never reads).
+            transport.abort()
             return
         if proto.state is not State.OPEN:
             # Handshake not finished in time, or the peer never answered our close frame.

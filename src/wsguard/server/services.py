@@ -135,8 +135,10 @@ class Services:
             publication = await self.broker.publish(
                 channel, payload, history_size=rule.history_size, history_ttl=rule.history_ttl
             )
-        except (ConnectionError, OSError, TimeoutError):
-            log.warning("broker unavailable; publication on %s refused", channel, exc_info=True)
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            # One line per refusal: an outage refuses every publication, and a traceback each
+            # (the same one) would bury the log.
+            log.warning("broker unavailable; publication on %s refused: %r", channel, exc)
             raise ReplyError(
                 ReplyCode.UNAVAILABLE, "unavailable", "the broker is unavailable"
             ) from None

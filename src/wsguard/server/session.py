@@ -64,6 +64,8 @@ _REPLY_CODES: Final = frozenset(int(code) for code in ReplyCode)
 
 
 def _reply(msg_id: object, result: Any) -> bytes:
+    if msg_id is None:
+        return orjson.dumps({"ok": True, "result": result})
     return orjson.dumps({"id": msg_id, "ok": True, "result": result})
 
 
