@@ -41,7 +41,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -56,11 +56,12 @@ from support.attack import (
     Session,
     connect,
     error_reason,
+    expect_audit,
     open_session,
     request,
     respond,
 )
-from support.rawws import HttpResponse, RawClient
+from support.rawws import HttpResponse
 from wsguard import sessions
 
 pytestmark = pytest.mark.integration
@@ -72,24 +73,7 @@ ATTACKER_PEM = ATTACKER_KEY.private_bytes(
 )
 
 
-@pytest.fixture(autouse=True)
-async def _close_clients() -> AsyncIterator[None]:
-    yield
-    await RawClient.close_all()
-
-
 # -- helpers ----------------------------------------------------------------------------------
-
-
-async def expect_audit(target: AttackTarget, since: int, reason: str, timeout: float = 2.0) -> None:
-    """Wait (bounded) until the audit log holds ``reason`` after byte offset ``since``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        reasons = target.audit_reasons(since)
-        if reason in reasons:
-            return
-        assert time.monotonic() < deadline, f"audit reason {reason!r} not logged: {reasons}"
-        await asyncio.sleep(0.05)
 
 
 async def refused(target: AttackTarget, raw: bytes, status: int, reason: str) -> HttpResponse:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -44,20 +44,14 @@ from support.attack import (
     Session,
     canary,
     error_reason,
+    expect_audit,
     open_session,
     request,
     respond,
     serve,
 )
-from support.rawws import RawClient
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-async def _close_clients() -> AsyncIterator[None]:
-    yield
-    await RawClient.close_all()
 
 
 @pytest.fixture(scope="module")
@@ -79,17 +73,6 @@ def few_channels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AttackTar
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(4)}"
-
-
-async def expect_audit(target: AttackTarget, since: int, reason: str, timeout: float = 2.0) -> None:
-    """Wait (bounded) until the audit log holds ``reason`` after byte offset ``since``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        reasons = target.audit_reasons(since)
-        if reason in reasons:
-            return
-        assert time.monotonic() < deadline, f"audit reason {reason!r} not logged: {reasons}"
-        await asyncio.sleep(0.05)
 
 
 async def observer(target: AttackTarget, user: str, channel: str) -> Session:

@@ -58,9 +58,9 @@ Cases (catalog ids of ../shared/research/security-references.md §4; 27-32 are a
 
 Harness notes: ``_refused()`` reads the handshake audit event of the connection's own source
 address (``peer``), a stricter form of ``target.audit_reasons``. HSK-23 runs against a server
-of its own (same configuration): before the listener's fix for pipelined bytes (an uncommitted
-change in src/wsguard/server/listener.py when this was written) the case left a traceback in
-the log, which the shared ``target``'s end-of-run check would report against every group.
+of its own (same configuration): before the listener's fix for pipelined bytes (commit 448df6e)
+the case left a traceback in the log, which the shared ``target``'s end-of-run check would
+report against every group.
 """
 
 from __future__ import annotations
@@ -78,15 +78,17 @@ import pytest
 
 from support.attack import (
     AttackTarget,
+    audit_event,
     canary,
     connect,
+    drain,
     next_ip,
     open_session,
     query_ticket,
     request,
     serve,
 )
-from support.rawws import OP_TEXT, RawClient, frame
+from support.rawws import OP_TEXT, frame
 
 pytestmark = pytest.mark.integration
 
@@ -97,31 +99,6 @@ SMUGGLED_BODY = b'{"status":"ok"}'  # what /healthz answers: must never appear
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _events(target: AttackTarget, since: int) -> Iterator[dict[str, Any]]:
-    with target.log_path.open("rb") as handle:
-        handle.seek(since)
-        lines = handle.read().splitlines()
-    for line in lines:
-        with contextlib.suppress(orjson.JSONDecodeError):
-            event = orjson.loads(line)
-            if isinstance(event, dict) and "event" in event:
-                yield event
-
-
-async def _audit(
-    target: AttackTarget, since: int, peer: str, event: str = "handshake_rejected"
-) -> dict[str, Any] | None:
-    """The first ``event`` logged for ``peer`` after ``since`` (polled up to 2 s)."""
-    deadline = time.monotonic() + 2.0
-    while True:
-        for record in _events(target, since):
-            if record.get("event") == event and record.get("peer") == peer:
-                return record
-        if time.monotonic() > deadline:
-            return None
-        await asyncio.sleep(0.05)
-
-
 async def _reasons(target: AttackTarget, since: int, reason: str, count: int = 1) -> list[str]:
     """Audit reasons after ``since``, polled until ``reason`` appears ``count`` times (2 s)."""
     deadline = time.monotonic() + 2.0
@@ -130,25 +107,6 @@ async def _reasons(target: AttackTarget, since: int, reason: str, count: int = 1
         if reasons.count(reason) >= count or time.monotonic() > deadline:
             return reasons
         await asyncio.sleep(0.05)
-
-
-async def _drain(client: RawClient, timeout: float = 3.0) -> tuple[bytes, bool]:
-    """Everything the server sends until it closes (``True``) or ``timeout`` passes."""
-    data = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return data, False
-            chunk = await asyncio.wait_for(client.reader.read(65536), left)
-            if not chunk:
-                return data, True
-            data += chunk
-    except TimeoutError:
-        return data, False
-    except ConnectionResetError:
-        return data, True
 
 
 def _status_lines(data: bytes) -> list[bytes]:
@@ -164,14 +122,14 @@ async def _refused(
     since = target.log_size()
     client = await connect(target, ip)
     await client.send(raw)
-    data, closed = await _drain(client, timeout)
+    data, closed = await drain(client.reader, timeout)
     lines = _status_lines(data)
     assert len(lines) == 1, data[:2000]
     assert int(lines[0].split(b" ")[1]) == status, data[:2000]
     assert b" 101 " not in data
     assert SMUGGLED_BODY not in data  # a pipelined GET /healthz was never answered
     assert closed, "the connection stayed open after the refusal"
-    record = await _audit(target, since, ip)
+    record = await audit_event(target, since, ip, "handshake_rejected")
     assert record is not None, f"no handshake_rejected event for {ip}"
     assert record["reason"] == reason, record
     assert record["status"] == status, record
@@ -273,7 +231,7 @@ async def test_hsk_08_upgrade_on_healthz_is_plain_http(target: AttackTarget) -> 
     and the socket is closed after the one response."""
     client = await connect(target)
     await client.send(request(path="/healthz"))
-    data, closed = await _drain(client)
+    data, closed = await drain(client.reader)
     assert _status_lines(data) == [b"HTTP/1.1 200 OK"], data
     assert b"Upgrade: websocket" not in data
     assert b"Connection: close" in data
@@ -549,7 +507,7 @@ async def test_hsk_24_refused_upgrade_closes_the_connection(
     assert response.header("connection") == "close"
     with contextlib.suppress(ConnectionError):
         await client.send(HEALTHZ)
-    data, closed = await _drain(client, 2.0)
+    data, closed = await drain(client.reader, 2.0)
     assert data == b"", data
     assert closed
 
@@ -583,7 +541,7 @@ async def test_hsk_25_http_pipelined_after_upgrade(target: AttackTarget, credent
         raw = request()
     since = target.log_size()
     await _refused(target, raw + HEALTHZ, 400, "malformed_request")
-    assert "handshake_accepted" not in {e["event"] for e in _events(target, since)}
+    assert "handshake_accepted" not in {e.get("event") for e in target.events(since)}
 
 
 @pytest.mark.parametrize(
@@ -643,7 +601,7 @@ async def test_hsk_28_slowloris(target: AttackTarget) -> None:
     assert closed, "the dribbling connection was never dropped"
     assert 1.5 <= elapsed <= 4.0, elapsed
     assert received == b""
-    record = await _audit(target, since, ip)
+    record = await audit_event(target, since, ip, "handshake_rejected")
     assert record is not None
     assert (record["reason"], record["status"]) == ("handshake_timeout", 408)
 
@@ -658,7 +616,7 @@ async def test_hsk_29_pending_handshake_flood(target: AttackTarget) -> None:
         clients = await asyncio.gather(*(connect(target, ip) for _ in range(30)))
         for client in clients:
             await client.send(partial)
-        results = await asyncio.gather(*(_drain(client, 4.0) for client in clients))
+        results = await asyncio.gather(*(drain(client.reader, 4.0) for client in clients))
     assert all(closed and data == b"" for data, closed in results), results
     reasons = await _reasons(target, since, "handshake_timeout", 30)
     assert reasons.count("handshake_timeout") == 30, reasons
@@ -714,7 +672,7 @@ async def _refused_from(target: AttackTarget, ip: str, raw: bytes) -> None:
     await client.send(raw)
     response = await client.read_response(3.0)
     assert response.status == 429, response.raw
-    record = await _audit(target, since, ip)
+    record = await audit_event(target, since, ip, "handshake_rejected")
     assert record is not None
     assert record["reason"] == "ip_connection_cap", record
 

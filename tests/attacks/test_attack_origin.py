@@ -47,32 +47,30 @@ Cases (catalog ids of ../shared/research/security-references.md §4):
 Extra servers (module-scoped): ``same_origin`` (``origins.allowed = []``, ORG-20/22) and
 ``relaxed`` (``origins.allow_missing`` and ``allow_null`` on, ORG-21).
 
-Harness note: ``refused()`` below reads the handshake audit event of the connection's own source
-address (``peer``) from the log, a stricter form of ``target.audit_reasons``.
+Harness note: ``refused()`` (tests/support/attack.py) reads the handshake audit event of the
+connection's own source address (``peer``) from the log, a stricter form of
+``target.audit_reasons``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import orjson
 import pytest
 
 from support.attack import (
     TRUSTED,
     AttackTarget,
-    connect,
+    handshake_event,
     next_ip,
     open_session,
     query_ticket,
+    refused,
     request,
     serve,
 )
-from support.rawws import RawClient
 
 pytestmark = pytest.mark.integration
 
@@ -82,62 +80,6 @@ PLACEHOLDER = "ORIGIN-PLACEHOLDER"
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-async def _close_connections() -> AsyncIterator[None]:
-    """Close the raw connections a case opened, so no session outlives its case."""
-    before = list(RawClient.opened)
-    yield
-    for client in RawClient.opened:
-        if not any(client is old for old in before):
-            client.close()
-
-
-def _events(target: AttackTarget, since: int) -> Iterator[dict[str, Any]]:
-    with target.log_path.open("rb") as handle:
-        handle.seek(since)
-        lines = handle.read().splitlines()
-    for line in lines:
-        with contextlib.suppress(orjson.JSONDecodeError):
-            event = orjson.loads(line)
-            if isinstance(event, dict):
-                yield event
-
-
-async def handshake_event(
-    target: AttackTarget, ip: str, since: int, timeout: float = 2.0
-) -> dict[str, Any]:
-    """The audit event of the handshake from source address ``ip`` (the log is asynchronous)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for event in _events(target, since):
-            if event.get("peer") == ip and str(event.get("event", "")).startswith("handshake_"):
-                return event
-        assert time.monotonic() < deadline, f"no handshake audit event for {ip}"
-        await asyncio.sleep(0.02)
-
-
-async def refused(target: AttackTarget, raw: bytes, status: int, reason: str) -> dict[str, Any]:
-    """Send ``raw`` from a fresh address: exactly ``status``, no upgrade, nothing after the
-    response, the connection closed, and one ``handshake_rejected`` audit event ``reason``."""
-    ip = next_ip()
-    since = target.log_size()
-    client = await connect(target, ip)
-    await client.send(raw)
-    response = await client.read_response(3.0)
-    assert response.status == status, response.raw
-    assert response.header("sec-websocket-accept") is None, response.raw
-    assert response.header("upgrade") is None, response.raw
-    rest = b""
-    with contextlib.suppress(ConnectionResetError):
-        rest = await asyncio.wait_for(client.reader.read(), 3.0)
-    assert rest == b"", rest
-    event = await handshake_event(target, ip, since)
-    assert event["event"] == "handshake_rejected", event
-    assert (event["status"], event["reason"]) == (status, reason), str(event)
-    assert target.alive()
-    return event
 
 
 def attack(target: AttackTarget, origin: str | None, **kwargs: Any) -> bytes:

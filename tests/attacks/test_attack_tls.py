@@ -49,9 +49,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
 import trustme
 
@@ -59,8 +57,10 @@ from support.attack import (
     HOST,
     AttackTarget,
     Session,
+    audit_event,
     client_tls,
     connect,
+    drain,
     next_ip,
     query_ticket,
     request,
@@ -74,50 +74,6 @@ PROXY = "127.0.0.9"
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def _events(target: AttackTarget, since: int) -> Iterator[dict[str, Any]]:
-    with target.log_path.open("rb") as handle:
-        handle.seek(since)
-        lines = handle.read().splitlines()
-    for line in lines:
-        with contextlib.suppress(orjson.JSONDecodeError):
-            event = orjson.loads(line)
-            if isinstance(event, dict) and "event" in event:
-                yield event
-
-
-async def _audit(
-    target: AttackTarget, since: int, peer: str, event: str = "handshake_rejected"
-) -> dict[str, Any] | None:
-    """The first ``event`` logged for ``peer`` after ``since`` (polled up to 2 s)."""
-    deadline = time.monotonic() + 2.0
-    while True:
-        for record in _events(target, since):
-            if record.get("event") == event and record.get("peer") == peer:
-                return record
-        if time.monotonic() > deadline:
-            return None
-        await asyncio.sleep(0.05)
-
-
-async def _drain(reader: asyncio.StreamReader, timeout: float = 3.0) -> tuple[bytes, bool]:
-    """Everything read until the peer closes (``True``) or ``timeout`` passes."""
-    data = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return data, False
-            chunk = await asyncio.wait_for(reader.read(65536), left)
-            if not chunk:
-                return data, True
-            data += chunk
-    except TimeoutError:
-        return data, False
-    except (ConnectionError, ssl.SSLError):
-        return data, True
 
 
 async def _tcp(port: int, ip: str | None = None) -> socket.socket:
@@ -205,11 +161,11 @@ async def _handshake_refused(target: AttackTarget, context: ssl.SSLContext) -> N
         # TLS 1.3 client certificates are checked after the client's Finished: the refusal
         # then arrives on the first read. Nothing of HTTP may come before it.
         writer.write(request(query=query_ticket(target)))
-        data, closed = await _drain(reader, 3.0)
+        data, closed = await drain(reader, 3.0)
         assert data == b"", data[:300]
         assert closed
     await asyncio.sleep(0.2)
-    assert "handshake_accepted" not in {e["event"] for e in _events(target, since)}
+    assert "handshake_accepted" not in {e.get("event") for e in target.events(since)}
 
 
 async def _session(client: RawClient, raw: bytes) -> Session:
@@ -314,7 +270,7 @@ async def test_tls_05_plaintext_on_the_tls_port(tls_target: AttackTarget, raw: b
     (certainly no 101), the connection closed at once."""
     reader, writer = await asyncio.open_connection(sock=await _tcp(tls_target.port))
     writer.write(raw)
-    data, closed = await _drain(reader, 3.0)
+    data, closed = await drain(reader, 3.0)
     assert b"HTTP/" not in data, data[:300]
     assert closed
     writer.close()
@@ -362,7 +318,7 @@ async def test_tls_07_trusted_proxy_reporting_plaintext(
     await client.send(request(query=query_ticket(proxied), headers=forwarded))
     response = await client.read_response(3.0)
     assert response.status == 403, response.raw
-    record = await _audit(proxied, since, PROXY)
+    record = await audit_event(proxied, since, PROXY, "handshake_rejected")
     assert record is not None
     assert record["reason"] == "plaintext", record
 
@@ -375,7 +331,7 @@ async def test_tls_07_trusted_proxy_reporting_https(proxied: AttackTarget) -> No
     headers = [("X-Forwarded-Proto", "https"), ("X-Forwarded-For", "203.0.113.8")]
     session = await _session(client, request(query=query_ticket(proxied), headers=headers))
     assert (await session.push("welcome"))["user"] == "alice"
-    record = await _audit(proxied, since, PROXY, "handshake_accepted")
+    record = await audit_event(proxied, since, PROXY, "handshake_accepted")
     assert record is not None
     assert record["client_ip"] == "203.0.113.8", record
 
@@ -391,7 +347,7 @@ async def test_tls_07_untrusted_peer_forwarded_headers_ignored(proxied: AttackTa
         headers = [("X-Forwarded-Proto", proto), ("X-Forwarded-For", "1.2.3.4")]
         session = await _session(client, request(query=query_ticket(proxied), headers=headers))
         await session.push("welcome")
-        record = await _audit(proxied, since, ip, "handshake_accepted")
+        record = await audit_event(proxied, since, ip, "handshake_accepted")
         assert record is not None
         assert record["client_ip"] == ip, record
 
@@ -527,7 +483,7 @@ async def test_tls_12_cookie_without_its_nonce(tls_target: AttackTarget, nonce: 
     await client.send(request(query=query, headers=[("Cookie", f"__Host-session={cookie}")]))
     response = await client.read_response(3.0)
     assert response.status == 403, response.raw
-    record = await _audit(tls_target, since, ip)
+    record = await audit_event(tls_target, since, ip, "handshake_rejected")
     assert record is not None
     assert (
         record["reason"] == {"missing": "csrf_missing", "other-session": "csrf_mismatch"}[nonce]

@@ -206,19 +206,21 @@ class AttackTarget:
 
     def audit_reasons(self, since: int = 0) -> list[str]:
         """The ``reason`` of every audit event logged after byte offset ``since``."""
-        with self.log_path.open("rb") as handle:
-            handle.seek(since)
-            lines = handle.read().splitlines()
-        reasons = []
-        for line in lines:
-            with contextlib.suppress(orjson.JSONDecodeError):
-                event = orjson.loads(line)
-                if isinstance(event, dict) and "reason" in event:
-                    reasons.append(str(event["reason"]))
-        return reasons
+        return [str(event["reason"]) for event in self.events(since) if "reason" in event]
 
     def log_size(self) -> int:
         return self.log_path.stat().st_size
+
+    def events(self, since: int = 0) -> Iterator[dict[str, Any]]:
+        """The JSON log events (audit and others) written after byte offset ``since``."""
+        with self.log_path.open("rb") as handle:
+            handle.seek(since)
+            lines = handle.read().splitlines()
+        for line in lines:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                event = orjson.loads(line)
+                if isinstance(event, dict):
+                    yield event
 
 
 # -- starting the server ---------------------------------------------------------------------
@@ -413,6 +415,94 @@ async def respond(
     client = await connect(target, ip)
     await client.send(raw)
     return await client.read_response(timeout)
+
+
+# -- verdicts ---------------------------------------------------------------------------------
+#
+# The audit log is written asynchronously: every check below polls it, for a bounded time.
+
+
+async def audit_event(
+    target: AttackTarget,
+    since: int,
+    peer: str,
+    event: str | None = None,
+    timeout: float = 2.0,
+) -> dict[str, Any] | None:
+    """The first audit event from source address ``peer`` logged after ``since``: of kind
+    ``event``, or any handshake decision (``handshake_*``) when ``None``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for record in target.events(since):
+            kind = str(record.get("event", ""))
+            if record.get("peer") == peer and (
+                kind == event if event is not None else kind.startswith("handshake_")
+            ):
+                return record
+        if time.monotonic() > deadline:
+            return None
+        await asyncio.sleep(0.05)
+
+
+async def handshake_event(
+    target: AttackTarget, ip: str, since: int, timeout: float = 2.0
+) -> dict[str, Any]:
+    """The handshake decision logged for source address ``ip``; fails when there is none."""
+    record = await audit_event(target, since, ip, timeout=timeout)
+    assert record is not None, f"no handshake audit event for {ip}"
+    return record
+
+
+async def expect_audit(target: AttackTarget, since: int, reason: str, timeout: float = 2.0) -> None:
+    """Wait (bounded) until the audit log holds ``reason`` after byte offset ``since``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reasons = target.audit_reasons(since)
+        if reason in reasons:
+            return
+        assert time.monotonic() < deadline, f"audit reason {reason!r} not logged: {reasons}"
+        await asyncio.sleep(0.05)
+
+
+async def refused(target: AttackTarget, raw: bytes, status: int, reason: str) -> dict[str, Any]:
+    """Send ``raw`` from a fresh address: exactly ``status``, no upgrade, nothing after the
+    response, the connection closed, and one ``handshake_rejected`` audit event ``reason``."""
+    ip = next_ip()
+    since = target.log_size()
+    client = await connect(target, ip)
+    await client.send(raw)
+    response = await client.read_response(3.0)
+    assert response.status == status, response.raw
+    assert response.header("sec-websocket-accept") is None, response.raw
+    assert response.header("upgrade") is None, response.raw
+    rest = b""
+    with contextlib.suppress(ConnectionResetError):
+        rest = await asyncio.wait_for(client.reader.read(), 3.0)
+    assert rest == b"", rest
+    event = await handshake_event(target, ip, since)
+    assert event["event"] == "handshake_rejected", event
+    assert (event["status"], event["reason"]) == (status, reason), str(event)
+    assert target.alive()
+    return event
+
+
+async def drain(reader: asyncio.StreamReader, timeout: float = 3.0) -> tuple[bytes, bool]:
+    """Everything the server sends until it closes (``True``) or ``timeout`` passes."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return data, False
+            chunk = await asyncio.wait_for(reader.read(65536), left)
+            if not chunk:
+                return data, True
+            data += chunk
+    except TimeoutError:
+        return data, False
+    except (ConnectionError, ssl.SSLError):
+        return data, True
 
 
 def query_ticket(target: AttackTarget, user: str = "alice", **kwargs: Any) -> str:
