@@ -50,13 +50,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from support.attack import (
-    AUDIENCE,
-    ISSUER,
     AttackTarget,
     Session,
     connect,
     error_reason,
     expect_audit,
+    jwt_claims,
     open_session,
     request,
     respond,
@@ -91,22 +90,6 @@ def bearer(token: str) -> list[tuple[str, str]]:
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def claims(user: str = "alice", **changes: Any) -> dict[str, Any]:
-    """The claims ``target.jwt`` would sign (alice, tenant a), with ``changes``."""
-    now = int(time.time())
-    body: dict[str, Any] = {
-        "sub": user,
-        "aud": AUDIENCE,
-        "iss": ISSUER,
-        "iat": now,
-        "exp": now + 300,
-        "roles": ["user"],
-        "channels": ["tenant:a"],
-    }
-    body.update(changes)
-    return body
 
 
 def hand_jwt(header: dict[str, Any], body: dict[str, Any], sign: Callable[[bytes], bytes]) -> str:
@@ -249,7 +232,7 @@ async def test_authn_05_jwt_claims_in_bearer_header(
 
 
 def _alg_none(spelling: str) -> Callable[[AttackTarget], str]:
-    return lambda t: hand_jwt({"alg": spelling, "typ": "JWT"}, claims(), lambda _: b"")
+    return lambda t: hand_jwt({"alg": spelling, "typ": "JWT"}, jwt_claims(), lambda _: b"")
 
 
 ALG_NONE = [pytest.param(_alg_none(s), id=f"AUTHN-06-{s}") for s in ("none", "None", "NONE")]
@@ -273,7 +256,7 @@ def _confused(pkcs1: bool) -> Callable[[AttackTarget], str]:
     def make(target: AttackTarget) -> str:
         secret = pkcs1_public_pem(target) if pkcs1 else target.public_key
         return hand_jwt(
-            {"alg": "HS256", "typ": "JWT"}, claims("admin", roles=["admin"]), hs256(secret)
+            {"alg": "HS256", "typ": "JWT"}, jwt_claims("admin", roles=["admin"]), hs256(secret)
         )
 
     return make
@@ -337,7 +320,7 @@ async def test_authn_08_kid_injection_is_not_a_key_lookup(
     """AUTHN-08: a hostile ``kid`` never selects other key material: the attacker's signature
     is refused, and the server does not crash."""
     header = {"alg": "RS256", "typ": "JWT", "kid": kid}
-    token = hand_jwt(header, claims("admin", roles=["admin"]), rs256_attacker)
+    token = hand_jwt(header, jwt_claims("admin", roles=["admin"]), rs256_attacker)
     await refused(target, request(headers=bearer(token)), 401, reason)
     assert target.alive()
 
@@ -345,7 +328,7 @@ async def test_authn_08_kid_injection_is_not_a_key_lookup(
 async def test_authn_08_kid_dev_null_with_empty_hmac_secret(target: AttackTarget) -> None:
     """AUTHN-08: ``kid: /dev/null`` signed HS256 with an empty secret (the classic kid file
     trick) → 401 alg_not_allowed."""
-    token = hand_jwt({"alg": "HS256", "kid": "../../../../dev/null"}, claims(), hs256(b""))
+    token = hand_jwt({"alg": "HS256", "kid": "../../../../dev/null"}, jwt_claims(), hs256(b""))
     await refused(target, request(headers=bearer(token)), 401, "alg_not_allowed")
 
 
@@ -356,7 +339,7 @@ async def test_authn_08_key_url_header_is_never_fetched(target: AttackTarget, fi
     recorder = FetchRecorder()
     async with recorder as url:
         header = {"alg": "RS256", "typ": "JWT", "kid": "attacker", field: url}
-        token = hand_jwt(header, claims("admin", roles=["admin"]), rs256_attacker)
+        token = hand_jwt(header, jwt_claims("admin", roles=["admin"]), rs256_attacker)
         await refused(target, request(headers=bearer(token)), 401, "bad_signature")
         await first_message_refused(target, {"token": token}, "bad_signature")
         await asyncio.sleep(0.2)

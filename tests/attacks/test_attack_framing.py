@@ -52,7 +52,6 @@ import os
 import secrets
 import socket
 import struct
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,6 +64,7 @@ from support.attack import (
     AttackTarget,
     RawClient,
     Session,
+    audit_event,
     canary,
     connect,
     next_ip,
@@ -122,20 +122,6 @@ async def fails_with(
 
 def fd_count(target: AttackTarget) -> int:
     return len(os.listdir(f"/proc/{target.proc.pid}/fd"))
-
-
-async def closed_event(target: AttackTarget, ip: str, since: int, timeout: float) -> float | None:
-    """Seconds until the audit log reports the connection from ``ip`` closed (None: never)."""
-    began = time.monotonic()
-    needle = f'"peer":"{ip}"'.encode()
-    while time.monotonic() - began < timeout:
-        with target.log_path.open("rb") as handle:
-            handle.seek(since)
-            for line in handle.read().splitlines():
-                if b'"connection_closed"' in line and needle in line:
-                    return time.monotonic() - began
-        await asyncio.sleep(0.05)
-    return None
 
 
 def _hex(ip: str, port: int) -> str:
@@ -554,12 +540,7 @@ async def test_frm_31_slow_reader_is_closed_4509(target: AttackTarget) -> None:
     channel = f"ticker:frm31{secrets.token_hex(3)}"
     since = target.log_size()
     ip = next_ip()
-    raw = await connect(target, ip, rcvbuf=4096)
-    await raw.send(request(query=query_ticket(target, "alice")))
-    response = await raw.read_response()
-    assert response.status == 101
-    slow = Session(raw, response)
-    await slow.push("welcome")
+    slow = await open_session(target, "alice", ip=ip, rcvbuf=4096)
     assert (await slow.call("subscribe", channel=channel))["ok"] is True
     bob = await open_session(target, "bob")
     assert (await bob.call("subscribe", channel=channel))["ok"] is True
@@ -574,24 +555,20 @@ async def test_frm_31_slow_reader_is_closed_4509(target: AttackTarget) -> None:
             await target.publish(channel, {"i": i, "pad": "x" * 60_000})
         assert await reader == list(range(count))
         # The slow reader is dropped close_timeout (2 s) after its 4509 close frame was queued.
-        assert await closed_event(target, ip, since, timeout=4.0) is not None
-    with target.log_path.open("rb") as handle:
-        handle.seek(since)
-        closed = [line for line in handle.read().splitlines() if f'"peer":"{ip}"'.encode() in line]
-    assert any(b'"connection_closed"' in line and b'"code":4509' in line for line in closed), closed
+        closed = await audit_event(target, since, ip, "connection_closed", timeout=4.0)
+    assert closed is not None
+    assert closed["code"] == 4509, closed
 
 
 async def _close_and_never_read(
     target: AttackTarget, *, queued: bool, timeout: float = 4.0
-) -> float | None:
+) -> dict[str, Any] | None:
+    """The ``connection_closed`` audit event of a client that sent close and stopped reading
+    (None: the server still held the connection ``timeout`` seconds later)."""
     since = target.log_size()
     ip = next_ip()
-    raw = await connect(target, ip, rcvbuf=4096)
-    await raw.send(request(query=query_ticket(target, "alice")))
-    response = await raw.read_response()
-    assert response.status == 101
-    session = Session(raw, response)
-    await session.push("welcome")
+    session = await open_session(target, "alice", ip=ip, rcvbuf=4096)
+    raw = session.raw
     if queued:
         channel = f"ticker:frm32{secrets.token_hex(3)}"
         assert (await session.call("subscribe", channel=channel))["ok"] is True
@@ -608,7 +585,7 @@ async def _close_and_never_read(
         await target.publish(channel, {"pad": "y" * 60_000})
     await raw.send(frame(OP_CLOSE, struct.pack("!H", 1000)))
     # close_timeout is 2 s; 2 s more of margin. The client reads nothing meanwhile.
-    return await closed_event(target, ip, since, timeout=timeout)
+    return await audit_event(target, since, ip, "connection_closed", timeout=timeout)
 
 
 async def test_frm_32_close_then_silence_is_dropped(target: AttackTarget) -> None:
@@ -638,5 +615,4 @@ async def test_frm_32_close_then_silence_with_queued_data_is_dropped(
     here). When the close frame is read, the transport's close() waits for the queue to drain
     and close_timeout later the transport is aborted.
     """
-    elapsed = await _close_and_never_read(keepalive_target, queued=True, timeout=8.0)
-    assert elapsed is not None
+    assert await _close_and_never_read(keepalive_target, queued=True, timeout=8.0) is not None

@@ -78,6 +78,28 @@ def rss_of(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def _tenant(user: str) -> list[str]:
+    tenant = TENANTS.get(user)
+    return [f"tenant:{tenant}"] if tenant else []
+
+
+def jwt_claims(user: str | None = "alice", *, ttl: float = 300.0, **changes: Any) -> dict[str, Any]:
+    """The claims of a token the server accepts for ``user`` (its roles and tenant), valid for
+    ``ttl`` seconds from now, with ``changes`` applied."""
+    now = int(time.time())
+    body: dict[str, Any] = {
+        "sub": user,
+        "aud": AUDIENCE,
+        "iss": ISSUER,
+        "iat": now,
+        "exp": now + int(ttl),
+        "roles": list(USERS.get(user or "", ())),
+        "channels": _tenant(user or ""),
+    }
+    body.update(changes)
+    return body
+
+
 @dataclass
 class AttackTarget:
     """A running ``wsguard serve`` with ``tests/attacks/attack.toml``.
@@ -127,7 +149,7 @@ class AttackTarget:
             origin,
             ttl=ttl,
             roles=USERS.get(user, ()) if roles is None else roles,
-            channels=self._tenant(user) if channels is None else channels,
+            channels=_tenant(user) if channels is None else channels,
             secret=secret or self.env["WSGUARD_TICKET_SECRET"].encode(),
             now=now,
         )
@@ -143,18 +165,7 @@ class AttackTarget:
         **claims: Any,
     ) -> str:
         """An RS256 token the server accepts; any claim can be overridden or removed (None)."""
-        now = int(time.time())
-        body: dict[str, Any] = {
-            "sub": user,
-            "aud": AUDIENCE,
-            "iss": ISSUER,
-            "iat": now,
-            "exp": now + int(ttl),
-            "roles": list(USERS.get(user or "", ())),
-            "channels": self._tenant(user or ""),
-        }
-        body.update(claims)
-        body = {k: v for k, v in body.items() if v is not None}
+        body = {k: v for k, v in jwt_claims(user, ttl=ttl, **claims).items() if v is not None}
         return jwt.encode(body, key or self.signing_key, algorithm=algorithm, headers=headers)
 
     def session(self, user: str = "alice", *, ttl: float = 3600.0) -> tuple[str, str]:
@@ -170,11 +181,6 @@ class AttackTarget:
     def basic(user: str = "alice", password: str = BASIC_PASSWORD) -> str:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         return f"Basic {token}"
-
-    @staticmethod
-    def _tenant(user: str) -> list[str]:
-        tenant = TENANTS.get(user)
-        return [f"tenant:{tenant}"] if tenant else []
 
     # -- the internal API ------------------------------------------------------------------
 
@@ -603,13 +609,14 @@ async def open_session(
     *,
     ip: str | None = None,
     welcome: bool = True,
+    rcvbuf: int | None = None,
     **kwargs: Any,
 ) -> Session:
     """A 101'd connection with a ticket for ``user`` (``None``: no credential, pending);
     ``kwargs`` go to ``request()`` (a given ``query`` replaces the ticket)."""
     if user is not None and "query" not in kwargs:
         kwargs["query"] = query_ticket(target, user)
-    client = await connect(target, ip)
+    client = await connect(target, ip, rcvbuf=rcvbuf)
     await client.send(request(**kwargs))
     response = await client.read_response()
     assert response.status == 101, response.raw

@@ -1,7 +1,9 @@
 """A raw-socket WebSocket client for malformed and hostile traffic.
 
-Independent of the server's engine on purpose: frames are built byte by byte here, so a test
-can send what no library would (unmasked frames, reserved bits, bad lengths, floods).
+Independent of the server's engine on purpose: frames are built byte by byte, so a test can
+send what no library would (unmasked frames, reserved bits, bad lengths, floods). ``frame`` is
+the scanner's frame builder (``wsguard.scanner.wire.build_frame``), which ``wsguard scan``
+uses for the same purpose; it shares no code with the websockets core the server runs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ import struct
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from wsguard.scanner.wire import build_frame
+
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+# One frame exactly as told, masked like a client by default (RFC 6455 §5.2).
+frame = build_frame
 
 
 @dataclass
@@ -27,31 +34,6 @@ class HttpResponse:
     def header(self, name: str) -> str | None:
         values = self.headers.get(name.lower())
         return values[0] if values else None
-
-
-def frame(
-    opcode: int,
-    payload: bytes = b"",
-    *,
-    fin: bool = True,
-    mask: bool = True,
-    rsv: int = 0,
-) -> bytes:
-    """Encode one frame exactly as told (RFC 6455 §5.2), masked like a client by default."""
-    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
-    n = len(payload)
-    mask_bit = 0x80 if mask else 0
-    if n < 126:
-        head += bytes([mask_bit | n])
-    elif n < 65536:
-        head += bytes([mask_bit | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([mask_bit | 127]) + struct.pack("!Q", n)
-    if not mask:
-        return head + payload
-    key = os.urandom(4)
-    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return head + key + masked
 
 
 class RawClient:
