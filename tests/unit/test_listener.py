@@ -157,3 +157,194 @@ async def test_a_closed_connection_with_bytes_queued_is_aborted_close_timeout_la
     conn._on_timer()
     assert transport.aborted
     conn.connection_lost(None)
+
+
+# ---------------------------------------------------------------- the fast path (frames.py)
+#
+# The listener reads whole masked text/binary frames itself and hands every other frame to the
+# websockets core. The tests below feed the same byte streams to a connection that may take the
+# fast path and to one that may not (the core reads everything), in many chunkings, and require
+# the same bytes written, the same close and the same messages delivered.
+
+
+def masked(
+    first: int, payload: bytes, key: bytes = b"\x37\xfa\x21\x3d", *, length: str = ""
+) -> bytes:
+    """A client frame; ``length="64"`` writes a 64-bit length, ``"unmasked"`` no mask."""
+    size = len(payload)
+    if length == "64":
+        head = bytes((first, 0x80 | 127)) + size.to_bytes(8, "big")
+    elif size < 126:
+        head = bytes((first, 0x80 | size))
+    elif size < 65536:
+        head = bytes((first, 0x80 | 126)) + size.to_bytes(2, "big")
+    else:
+        head = bytes((first, 0x80 | 127)) + size.to_bytes(8, "big")
+    if length == "unmasked":
+        return bytes((head[0], head[1] & 0x7F)) + head[2:] + payload
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+CLOSE_1000 = masked(0x88, b"\x03\xe8")
+
+STREAMS = {
+    "texts and binaries": [
+        masked(0x81, b"hello"),
+        masked(0x82, bytes(range(200))),
+        masked(0x81, "h\u00e9llo \u2603".encode() * 40),  # 16-bit length
+        masked(0x81, b""),
+        CLOSE_1000,
+    ],
+    "ping and pong between messages": [
+        masked(0x81, b"a"),
+        masked(0x89, b"ping!"),
+        masked(0x81, b"b"),
+        masked(0x8A, b""),
+        masked(0x82, b"c"),
+        CLOSE_1000,
+    ],
+    "fragmented message with a ping inside": [
+        masked(0x01, b"frag-"),
+        masked(0x89, b"p"),
+        masked(0x00, b"ment-"),
+        masked(0x80, b"ed"),
+        masked(0x81, b"after"),
+        CLOSE_1000,
+    ],
+    "64-bit length": [masked(0x82, b"x" * 300, length="64"), masked(0x81, b"next"), CLOSE_1000],
+    "large frame for the core": [masked(0x82, b"y" * 70_000), masked(0x81, b"next"), CLOSE_1000],
+    "invalid utf-8": [masked(0x81, b"ok"), masked(0x81, b"\xc3\x28"), masked(0x81, b"lost")],
+    "reserved bit": [masked(0x81, b"ok"), masked(0xC1, b"rsv1"), masked(0x81, b"lost")],
+    "reserved opcode": [masked(0x81, b"ok"), masked(0x83, b"op3"), masked(0x81, b"lost")],
+    "unmasked frame": [masked(0x81, b"ok"), masked(0x81, b"bare", length="unmasked")],
+    "text inside a fragmented message": [masked(0x01, b"a"), masked(0x81, b"b")],
+    "continuation with nothing to continue": [masked(0x81, b"ok"), masked(0x80, b"c")],
+    "over max_message_bytes": [masked(0x81, b"ok"), masked(0x82, b"z" * 100_001)],
+    "control frame too long": [masked(0x81, b"ok"), masked(0x89, b"p" * 126)],
+    "peer closes, then sends": [masked(0x81, b"ok"), CLOSE_1000, masked(0x81, b"after close")],
+}
+
+
+class Recorder:
+    """An echo session that also records what it was given."""
+
+    def __init__(self, conn: WsConnection, got: list[object]) -> None:
+        self.conn, self.got = conn, got
+
+    def on_open(self) -> None:
+        pass
+
+    def on_text(self, text: str) -> None:
+        self.got.append(text)
+        self.conn.send_text(text.encode())
+
+    def on_binary(self, data: bytes) -> None:
+        self.got.append(bytes(data))
+        self.conn.send_binary(data)
+
+    def on_close(self, code: int | None) -> None:
+        self.got.append(("closed", code))
+
+    def keeps_alive(self) -> bool:
+        return True
+
+
+async def run_stream(
+    chunks: list[bytes], *, fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> tuple[bytes, bool, list[object], bool]:
+    from wsguard.server import frames
+    from wsguard.settings import LimitsConfig
+
+    settings = Settings(
+        server=ServerConfig(port=8080),
+        auth=AuthConfig(required=False, methods=()),
+        limits=LimitsConfig(max_message_bytes=100_000),
+    )
+    server = Server(settings, audit=AuditLog(logger=logging.getLogger("test.listener.audit")))
+    got: list[object] = []
+    server._state.session_factory = lambda conn: Recorder(conn, got)  # type: ignore[assignment,arg-type,return-value]
+    with monkeypatch.context() as patch:
+        if not fast:
+            patch.setattr(frames, "core_between_frames", lambda proto: False)
+        conn = WsConnection(server._state)
+        transport = FakeTransport()
+        conn.connection_made(transport)
+        conn.data_received(request("http://127.0.0.1:8080"))
+        head, _, rest = transport.written.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ")
+        transport.written = rest
+        took_fast = False
+        for chunk in chunks:
+            conn.data_received(chunk)
+            took_fast = took_fast or conn._fast
+        conn.connection_lost(None)
+    return transport.written, transport.closed, got, took_fast
+
+
+def chunkings(stream: bytes) -> dict[str, list[bytes]]:
+    import random
+
+    rng = random.Random(6455)
+    out = {"whole": [stream], "bytewise": [stream[i : i + 1] for i in range(len(stream))]}
+    for n in range(3):
+        cuts = sorted(rng.sample(range(1, len(stream)), k=min(len(stream) - 1, 5 + n * 7)))
+        out[f"random-{n}"] = [
+            stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)
+        ]
+    return out
+
+
+@pytest.mark.parametrize("name", list(STREAMS))
+async def test_fast_path_writes_and_delivers_what_the_core_alone_does(
+    name: str, audit: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reference: the core alone, one frame per read. (Given several frames in one read, the
+    # core parses them all before the first is handled: messages ahead of a close frame in the
+    # same read were delivered, but their replies dropped, the core being CLOSING already. The
+    # fast path handles each message before it reads the next frame, as here.)
+    # A first message in its own read: the core reads it, and the fast path starts after it.
+    stream = b"".join(STREAMS[name])
+    lead = masked(0x81, b"first")
+    core = await run_stream([lead, *STREAMS[name]], fast=False, monkeypatch=monkeypatch)
+    assert not core[3]
+    for how, chunks in chunkings(stream).items():
+        fast = await run_stream([lead, *chunks], fast=True, monkeypatch=monkeypatch)
+        assert fast[3], f"{how}: the fast path never engaged"
+        assert fast[:3] == core[:3], f"{name}, {how}"
+
+
+async def test_fast_path_delivers_each_message_once_in_order(
+    audit: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = [masked(0x81, b"first"), *(masked(0x81, b"m%d" % i) for i in range(50))]
+    written, _, got, took_fast = await run_stream(
+        [stream[0], b"".join(stream[1:])], fast=True, monkeypatch=monkeypatch
+    )
+    assert took_fast
+    assert got == ["first", *(f"m{i}" for i in range(50)), ("closed", None)]
+    assert written == b"".join(bytes((0x81, len(t))) + t.encode() for t in got[:-1])  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("name", "delivered", "close"),
+    [
+        ("fragmented message with a ping inside", ["frag-ment-ed", "after"], 1000),
+        ("invalid utf-8", ["ok"], 1007),
+        ("reserved bit", ["ok"], 1002),
+        ("unmasked frame", ["ok"], 1002),
+        ("over max_message_bytes", ["ok"], 1009),
+        ("peer closes, then sends", ["ok"], 1000),
+    ],
+)
+async def test_fast_path_stream_outcomes(
+    name: str, delivered: list[str], close: int, audit: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The differential test above compares the two paths; this pins what both must do.
+    lead = masked(0x81, b"first")
+    written, closed, got, _ = await run_stream(
+        [lead, b"".join(STREAMS[name])], fast=True, monkeypatch=monkeypatch
+    )
+    assert got[1:-1] == delivered
+    assert closed
+    close_frame = written[written.rindex(b"\x88") :]
+    assert int.from_bytes(close_frame[2:4], "big") == close

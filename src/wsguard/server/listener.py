@@ -23,7 +23,7 @@ from websockets.protocol import State
 from wsguard.codes import CloseCode
 from wsguard.core.decisions import ANONYMOUS, Accept, Principal, Reject
 from wsguard.core.upgrade import Headers, UpgradeRequest
-from wsguard.server import responses
+from wsguard.server import frames, responses
 from wsguard.server.protocol import EngineProtocol, client_cert
 from wsguard.server.state import ServerState
 
@@ -55,6 +55,7 @@ class WsConnection(asyncio.Protocol):
         "_backlog",
         "_close_code",
         "_decoder",
+        "_fast",
         "_flush_soon",
         "_fragments",
         "_header_bytes",
@@ -63,11 +64,14 @@ class WsConnection(asyncio.Protocol):
         "_next_ping",
         "_outbox",
         "_outbox_bytes",
+        "_owed",
         "_parts",
         "_peer",
         "_pending",
+        "_plain",
         "_processing",
         "_proto",
+        "_rbuf",
         "_read_paused",
         "_session",
         "_state",
@@ -112,6 +116,13 @@ class WsConnection(asyncio.Protocol):
         self._flush_soon = False
         # Why reading is paused: a bit per reason, so one reason's end doesn't undo another.
         self._read_paused = 0
+        # The fast path (server/frames.py): _fast once this layer reads the frames itself,
+        # _rbuf the start of a frame it waits to complete, _owed what the core still needs of
+        # a frame handed to it in part. _plain: no extension, so frames are built here too.
+        self._fast = False
+        self._plain = False
+        self._rbuf = b""
+        self._owed = 0
         self._loop = asyncio.get_running_loop()
 
     # ------------------------------------------------------------------ asyncio callbacks
@@ -130,6 +141,14 @@ class WsConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         proto = self._proto
+        if self._fast:
+            if proto.state is State.OPEN:
+                self._read_frames(data)
+                return
+            # Closing: the core reads (and discards) from here on, from where this layer was.
+            self._fast = False
+            if self._rbuf:
+                data, self._rbuf = self._rbuf + data, b""
         if proto.state is State.CONNECTING:
             # Cap the whole request head, not only each line (websockets caps lines at 8 KiB
             # and fields at 128): a slow stream of headers is a memory and CPU DoS.
@@ -141,8 +160,19 @@ class WsConnection(asyncio.Protocol):
             return
         proto.receive_data(data)
         self._process()
+        if (
+            self._plain
+            and proto.state is State.OPEN
+            and self._session is not None
+            and frames.core_between_frames(proto)
+        ):
+            self._fast = True
 
     def eof_received(self) -> bool | None:
+        if self._rbuf and self._proto.state is not State.CLOSED:
+            # A frame cut short by the end of the stream: the core fails it as before (1006).
+            rest, self._rbuf = self._rbuf, b""
+            self._proto.receive_data(rest)
         self._proto.receive_eof()
         self._process()
         return None
@@ -289,28 +319,44 @@ class WsConnection(asyncio.Protocol):
         )
 
     def send_text(self, data: bytes) -> None:
-        if self._proto.state is State.OPEN:
-            self._proto.send_text(data)
-            self._queue_written()
+        proto = self._proto
+        if proto.state is State.OPEN:
+            if self._plain:
+                if proto.writes:
+                    self._queue_written()  # what the core built first (the 101, a pong)
+                self._queue(frames.server_frame(frames.TEXT, data))
+            else:
+                proto.send_text(data)
+                self._queue_written()
 
     def send_binary(self, data: bytes) -> None:
-        if self._proto.state is State.OPEN:
-            self._proto.send_binary(data)
-            self._queue_written()
+        proto = self._proto
+        if proto.state is State.OPEN:
+            if self._plain:
+                if proto.writes:
+                    self._queue_written()  # what the core built first (the 101, a pong)
+                self._queue(frames.server_frame(frames.BINARY, data))
+            else:
+                proto.send_binary(data)
+                self._queue_written()
 
     def _queue_written(self) -> None:
-        """Move the frames the core just built into the outbox, behind the pushes already there
-        (one order per connection), to be written at the end of this read or of this event loop
-        pass: one ``transport.write`` for every reply and push of a pass, not one per message
-        (replies of rpc handlers and other tasks arrive one by one)."""
+        """Queue the frames the core just built (compressed ones)."""
         chunks = self._proto.data_to_send()  # never b"" (end of stream) while OPEN
-        if not chunks:
-            return
+        if chunks:
+            self._queue(b"".join(chunks))
+
+    def _queue(self, frame: bytes) -> None:
+        """Put a frame in the outbox, behind the pushes already there (one order per
+        connection), to be written at the end of this read or of this event loop pass: one
+        ``transport.write`` for every reply and push of a pass, not one per message (replies
+        of rpc handlers and other tasks arrive one by one)."""
         outbox = self._outbox
         if outbox is None:
-            self._outbox = outbox = []
-        outbox.extend(chunks)
-        self._outbox_bytes += sum(map(len, chunks))
+            self._outbox = [frame]
+        else:
+            outbox.append(frame)
+        self._outbox_bytes += len(frame)
         if self._outbox_bytes > self._state.limits.max_send_queue_bytes:
             self.flush_pushes()  # past the bound: to the kernel now, where _write applies it
         elif not self._processing and not self._flush_soon:
@@ -350,6 +396,88 @@ class WsConnection(asyncio.Protocol):
         finally:
             self._processing = False
         self._flush()
+
+    def _read_frames(self, data: bytes) -> None:
+        """Read frames past the core (server/frames.py); called only while it is OPEN, in
+        plain mode, with the core between frames or owed the rest of one."""
+        proto = self._proto
+        owed = self._owed
+        if owed:
+            # The rest of a frame the core is reading goes to the core.
+            if len(data) <= owed:
+                self._owed = owed - len(data)
+                proto.receive_data(data)
+                self._process()
+                return
+            self._owed = 0
+            proto.receive_data(data[:owed])
+            data = data[owed:]
+        buf = self._rbuf + data if self._rbuf else data
+        end = len(buf)
+        pos = 0
+        session = self._session
+        assert session is not None  # noqa: S101 (the fast path starts after on_open)
+        fast_max = min(self._state.limits.max_message_bytes, frames.FAST_MAX)
+        now = self._loop.time()
+        self._processing = True
+        try:
+            if owed:
+                self._handle_events()  # the frame the lines above completed
+            while pos < end:
+                if proto.state is not State.OPEN:
+                    # The session or the peer started closing: the core takes the rest.
+                    self._fast = False
+                    proto.receive_data(buf[pos:])
+                    self._handle_events()
+                    pos = end
+                    break
+                sizes = frames.read_header(buf, pos, end)
+                if sizes is None:
+                    break  # a header in two reads
+                start, stop = sizes
+                first = buf[pos]
+                if (
+                    (first == frames.TEXT or first == frames.BINARY)
+                    and buf[pos + 1] & 0x80
+                    and stop - start <= fast_max
+                    and proto.current_size is None
+                ):
+                    if stop > end:
+                        break  # wait for the rest of it
+                    payload = frames.apply_mask(buf[start:stop], buf[start - 4 : start])
+                    pos = stop
+                    self._last_message = now
+                    self._on_message(session, first, payload)
+                    continue
+                # Anything else is the core's, whole or (owed) in part.
+                if stop <= end:
+                    proto.receive_data(buf[pos:stop])
+                    pos = stop
+                else:
+                    proto.receive_data(buf[pos:])
+                    self._owed = stop - end
+                    pos = end
+                self._handle_events()
+        finally:
+            self._processing = False
+        self._rbuf = buf[pos:] if pos < end else b""
+        self._flush()
+
+    def _on_message(self, session: Session, first: int, payload: bytes) -> None:
+        """One whole message the fast path read."""
+        try:
+            if first == frames.TEXT:
+                try:
+                    text = str(payload, "utf-8")
+                except UnicodeDecodeError:
+                    self._fail(CloseCode.INVALID_DATA, "invalid UTF-8")
+                    return
+                session.on_text(text)
+            else:
+                session.on_binary(payload)
+        except Exception:
+            log.exception("session failed; closing the connection with 1011")
+            self._fail(CloseCode.INTERNAL_ERROR, "internal error")
 
     def _handle_events(self) -> None:
         proto = self._proto
@@ -479,6 +607,7 @@ class WsConnection(asyncio.Protocol):
         state.audit.handshake(upgrade, self._peer, decision)
         state.services.metrics.connection_opened()
         state.register(self, decision.principal.user_id)
+        self._plain = not self._proto.extensions
         now = self._loop.time()
         self._last_message = now
         self._next_ping = now + state.limits.ping_interval
