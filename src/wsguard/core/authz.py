@@ -87,7 +87,12 @@ def grants_allow(grants: tuple[str, ...], principal: Principal, channel: str) ->
     """Whether any of ``grants`` admits ``principal`` on ``channel`` (a valid name)."""
     if principal.is_pending:
         return False
-    return any(_allows(grant, principal, channel) for grant in grants)
+    # A loop, not any() over a generator: this runs on every rpc and channel message, and
+    # the generator was a third of its cost.
+    for grant in grants:  # noqa: SIM110
+        if _allows(grant, principal, channel):
+            return True
+    return False
 
 
 def authorize(

@@ -86,6 +86,11 @@ _OUT_OF_RANGE: Final = _bad("number_out_of_range", "number outside the exactly r
 _BAD_ENVELOPE: Final = _bad("bad_envelope", "a message is a JSON object")
 
 
+# Bound once: both run on every message.
+_loads: Final = orjson.loads
+_no_forbidden_key: Final = FORBIDDEN_KEYS.isdisjoint
+
+
 def _too_deep(max_depth: int) -> Violation:
     return _bad("too_deep", f"nesting deeper than {max_depth} levels")
 
@@ -113,7 +118,7 @@ def decode(
         The decoded object, or a 400 ``Violation`` (reasons in ``REASONS``). Never raises.
     """
     try:
-        root = orjson.loads(text)
+        root = _loads(text)
     except orjson.JSONDecodeError as exc:
         # orjson's own limits surface as decode errors; give them their own reasons. The
         # messages are pinned by tests (10,000 levels; 1e400).
@@ -123,36 +128,25 @@ def decode(
         if detail.startswith("number is infinity"):
             return _OUT_OF_RANGE
         return _BAD_JSON
-    if not isinstance(root, dict):
+    if type(root) is not dict:  # orjson builds exact dicts, never subclasses
         return _BAD_ENVELOPE
-    walked = _walk(root, max_depth, max_int)
-    if isinstance(walked, Violation):
-        return walked
-    strings, exact = walked
-    if exact and text.count('"') == 2 * strings:
-        return root
-    refused = _exact_pass(text, max_depth, max_int)
-    return root if refused is None else refused
-
-
-def _walk(root: dict[str, Any], max_depth: int, max_int: int) -> tuple[int, bool] | Violation:
-    """Check depth, keys and integers without recursion, one level at a time.
-
-    Returns the number of keys and string values in all, and whether every number was read
-    exactly (orjson turns integer literals beyond 64 bits into floats), or the first violation.
-    """
     if max_depth < 1:
         return _too_deep(max_depth)
+    # The walk: depth, keys and integers, without recursion, one level at a time. It counts
+    # the keys and string values (``strings``) and notes whether every number was read exactly
+    # (orjson turns integer literals beyond 64 bits into floats). It runs on every message, so
+    # it is inlined here (no call, no result tuple) and allocates a list for the level below
+    # only once a container is seen: most messages are one or two small objects.
     strings = 0
     exact = True
-    level: list[Any] = [root]
+    level: list[Any] | tuple[dict[str, Any]] = (root,)
     depth = 1
-    while level:
-        below: list[Any] = []
+    while True:
+        below: list[Any] | None = None
         for node in level:
             if type(node) is dict:
                 strings += len(node)
-                if not FORBIDDEN_KEYS.isdisjoint(node):
+                if not _no_forbidden_key(node):
                     key = min(FORBIDDEN_KEYS.intersection(node))
                     return _bad("forbidden_key", f"forbidden key {key}")
                 values: Any = node.values()
@@ -163,17 +157,25 @@ def _walk(root: dict[str, Any], max_depth: int, max_int: int) -> tuple[int, bool
                 if kind is str:
                     strings += 1
                 elif kind is dict or kind is list:
-                    below.append(value)
+                    if below is None:
+                        below = [value]
+                    else:
+                        below.append(value)
                 elif kind is int:
                     if not -max_int <= value <= max_int:
                         return _OUT_OF_RANGE
                 elif kind is float and not -max_int <= value <= max_int:
                     exact = False  # perhaps an integer literal orjson could not keep exact
-        if below and depth >= max_depth:
+        if below is None:
+            break
+        if depth >= max_depth:
             return _too_deep(max_depth)
         depth += 1
         level = below
-    return strings, exact
+    if exact and text.count('"') == 2 * strings:
+        return root
+    refused = _exact_pass(text, max_depth, max_int)
+    return root if refused is None else refused
 
 
 def _exact_pass(text: str, max_depth: int, max_int: int) -> Violation | None:

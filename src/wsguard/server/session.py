@@ -81,6 +81,7 @@ class ProtocolSession:
 
     __slots__ = (
         "_closed",
+        "_context",
         "_queue",
         "_task",
         "auth",
@@ -107,6 +108,9 @@ class ProtocolSession:
         self._queue: deque[Envelope | Violation] = deque()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        # The RpcContext of the current principal, built once per principal, not per call
+        # (it is frozen: a handler cannot change what the next call sees).
+        self._context: RpcContext | None = None
 
     # ------------------------------------------------------------------ engine callbacks
 
@@ -150,38 +154,54 @@ class ProtocolSession:
     # ------------------------------------------------------------------ ordering
 
     def _submit(self, item: Envelope | Violation) -> None:
-        if isinstance(item, Violation) and not self._queue and self._task is None:
-            self._refuse(item)
-            return
-        if (
-            isinstance(item, Ping)
-            and not self._queue
-            and self._task is None
-            and not self.conn.principal.is_pending
-        ):
-            self.conn.send_text(_reply(item.id, {}))  # the fast path: no task for a ping
-            return
+        queue = self._queue
+        idle = not queue and self._task is None
         if isinstance(item, Violation):
+            if idle:
+                self._refuse(item)
+                return
             # Counted now (a flood closes at once), answered in its turn.
             self._count(item)
-        self._queue.append(item)
-        if len(self._queue) >= _QUEUE_PAUSE:
+        elif isinstance(item, Ping) and idle and not self.conn.principal.is_pending:
+            self.conn.send_text(_reply(item.id, {}))  # the fast path: no task for a ping
+            return
+        queue.append(item)
+        if len(queue) >= _QUEUE_PAUSE:
             self.conn.pause_reading()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
         queue = self._queue
+        conn = self.conn
         try:
             # A connection we are closing (revoked, 4401, 4403) runs nothing it still had queued.
-            while queue and not self._closed and self.conn.is_open:
+            while queue and not self._closed and conn.is_open:
                 item = queue.popleft()
                 if len(queue) == _QUEUE_RESUME:
-                    self.conn.resume_reading()
+                    conn.resume_reading()
                 if isinstance(item, Violation):
                     self._answer(item)
+                elif conn.principal.is_pending and not isinstance(item, Auth):
+                    # Nothing but authentication until the first message authenticated the
+                    # socket.
+                    self._refuse(_with_id(_AUTH_REQUIRED, item.id))
                 else:
-                    await self._execute(item)
+                    # The op runs here rather than in an ``_execute`` coroutine of its own: one
+                    # coroutine less to create and await per message.
+                    try:
+                        await _OPS[type(item)](self, item)
+                    except ReplyError as error:
+                        self._fail(item.id, error)
+                    except ConnectionError:
+                        # The shared broker (Redis) is down: the operation did not happen; say so.
+                        log.warning("broker unavailable; %s refused", type(item).__name__.lower())
+                        self._fail(
+                            item.id,
+                            ReplyError(
+                                ReplyCode.UNAVAILABLE, "unavailable", "the broker is unavailable"
+                            ),
+                        )
         except Exception:
             # Fail closed: a bug here must not leave the connection half-handled.
             log.exception("session failed; closing the connection with 1011")
@@ -227,24 +247,6 @@ class ProtocolSession:
             self._answer(violation)
 
     # ------------------------------------------------------------------ ops
-
-    async def _execute(self, msg: Envelope) -> None:
-        conn = self.conn
-        if conn.principal.is_pending and not isinstance(msg, Auth):
-            # Nothing but authentication until the first message authenticated the socket.
-            self._refuse(_with_id(_AUTH_REQUIRED, msg.id))
-            return
-        try:
-            await _OPS[type(msg)](self, msg)
-        except ReplyError as error:
-            self._fail(msg.id, error)
-        except ConnectionError:
-            # The shared broker (Redis) is down: the operation did not happen; say so.
-            log.warning("broker unavailable; %s refused", type(msg).__name__.lower())
-            self._fail(
-                msg.id,
-                ReplyError(ReplyCode.UNAVAILABLE, "unavailable", "the broker is unavailable"),
-            )
 
     async def _ping(self, msg: Ping) -> None:
         self.conn.send_text(_reply(msg.id, {}))
@@ -411,7 +413,9 @@ class ProtocolSession:
             except ValueError as exc:
                 self._refuse(Violation(ReplyCode.UNPROCESSABLE, "invalid_data", str(exc), msg.id))
                 return
-        context = RpcContext(principal, self.client_id, self._publish_as_server)
+        context = self._context
+        if context is None or context.principal is not principal:
+            context = self._context = RpcContext(principal, self.client_id, self._publish_as_server)
         try:
             result = await run_bounded(method.handler(context, data), services.limits.rpc_timeout)
         except ReplyError as error:

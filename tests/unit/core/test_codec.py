@@ -294,3 +294,25 @@ def test_duplicates_are_found_exactly(case: tuple[str, bool]):
     assert (decode(text) == DUPLICATE) is repeated
     if not repeated:
         assert decode(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("max_depth", [1, 2, 5])
+def test_depth_limit_counts_arrays_and_objects_alike(max_depth: int):
+    # The walk goes level by level over objects and arrays mixed; exactly max_depth passes.
+    fits = '{"a":' + "[" * (max_depth - 1) + "]" * (max_depth - 1) + "}" if max_depth > 1 else "{}"
+    assert isinstance(decode(fits, max_depth=max_depth), dict)
+    deeper = "[" * max_depth + "]" * max_depth
+    assert decode('{"a":' + deeper + "}", max_depth=max_depth) == too_deep(max_depth)
+    assert decode('{"a":1,"b":{"c":' + deeper + "}}", max_depth=max_depth + 1) == too_deep(
+        max_depth + 1
+    )
+
+
+def test_every_rule_applies_below_the_first_container():
+    # Scalars, objects and arrays side by side on several levels: each check still sees all.
+    assert decode('{"a":[1,"x",{"b":[{"prototype":1}]}]}') == Violation(
+        ReplyCode.BAD_REQUEST, "forbidden_key", "forbidden key prototype"
+    )
+    assert decode('{"a":"x","b":[1,2,{"c":[3,' + str(MAX_SAFE_INTEGER + 1) + "]}]}") == OUT_OF_RANGE
+    assert decode('{"a":[{"k":1}],"b":[{"k":1,"k":2}]}') == DUPLICATE
+    assert decode('{"a":[],"b":{},"c":[[]],"d":[{}]}') == {"a": [], "b": {}, "c": [[]], "d": [{}]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -545,3 +546,39 @@ def test_valid_envelopes_round_trip_through_the_codec(message: dict[str, Any]):
     decoded = decode(encode(message).decode())
     assert decoded == message
     assert parse_envelope(decoded) == envelope  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ({"id": 3, "op": "rpc", "method": "m.x", "data": {"a": [1]}}, Rpc(3, "m.x", {"a": [1]})),
+        ({"op": "rpc", "method": "m"}, Rpc(None, "m", None)),
+        ({"id": "q", "op": "publish", "channel": CH, "data": None}, Publish("q", CH, None)),  # type: ignore[arg-type]
+    ],
+)
+def test_hot_envelopes_are_the_same_frozen_instances(message: dict[str, Any], expected: Any):
+    # Rpc and Publish skip their generated __init__ (envelope.py): nothing else may differ.
+    got = parse_envelope(message)
+    assert type(got) is type(expected)
+    assert got == expected
+    assert repr(got) == repr(expected)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.id = 9  # type: ignore[misc, union-attr]
+    assert not hasattr(got, "__dict__")
+
+
+def test_hot_envelopes_hash_like_the_constructed_ones():
+    assert hash(parse_envelope({"id": 1, "op": "rpc", "method": "m", "data": 2})) == hash(
+        Rpc(1, "m", 2)
+    )
+    assert hash(parse_envelope({"op": "publish", "channel": CH, "data": "x"})) == hash(
+        Publish(None, CH, "x")  # type: ignore[arg-type]
+    )
+
+
+def test_the_first_unknown_field_in_message_order_is_named():
+    for op, extra in (("rpc", {"method": "m"}), ("publish", {"channel": CH, "data": 1})):
+        message = {"op": op, **extra, "zz": 1, "aa": 2, "id": 4}
+        assert parse_envelope(message) == Violation(
+            ReplyCode.BAD_REQUEST, "unknown_field", "unknown field zz", 4
+        )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wsguard.core.decisions import Reject
 from wsguard.core.limits import ConnectionCaps, KeyedRateLimiter, TokenBucket, client_key
@@ -225,3 +227,65 @@ def test_caps_release_never_goes_negative(ip: str, user: str | None):
     caps.release("a", "alice")
     caps.release(ip, user)
     assert (caps.total, caps.per_ip(ip), caps.per_user(user or "alice")) == (0, 0, 0)
+
+
+# ---------------------------------------------------------------- the inlined arithmetic
+
+# TokenBucket.take and KeyedRateLimiter.allow carry the refill arithmetic inlined, for speed.
+# They must stay exactly the straightforward model below: same answers, same tokens left.
+
+
+class ModelBucket:
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst, self.tokens = rate, burst, burst
+        self.updated: float | None = None
+
+    def take(self, now: float, cost: float = 1.0) -> bool:
+        if self.updated is None or now > self.updated:
+            if self.updated is not None:
+                self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return True
+        return False
+
+
+_steps = st.lists(
+    st.tuples(
+        st.floats(min_value=-2.0, max_value=5.0, allow_nan=False),  # the clock may step back
+        st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.5, 64.0]),
+        st.sampled_from(["a", "b", "c", "d"]),
+    ),
+    max_size=60,
+)
+
+
+@given(st.sampled_from([0.5, 1.0, 3.0, 1e6]), st.sampled_from([1.0, 3, 4.5, 1_000_000]), _steps)
+def test_bucket_take_matches_the_model(
+    rate: float, burst: float, steps: list[tuple[float, float, str]]
+) -> None:
+    bucket, model = TokenBucket(rate, burst), ModelBucket(rate, burst)
+    now = 100.0
+    for dt, cost, _ in steps:
+        now += dt
+        assert bucket.take(now, cost) == model.take(now, cost)
+        assert bucket._tokens == model.tokens
+        assert bucket._updated == model.updated
+
+
+@given(st.sampled_from([1, 2, 3, 10]), _steps)
+def test_limiter_allow_matches_one_model_bucket_per_key(
+    max_keys: int, steps: list[tuple[float, float, str]]
+) -> None:
+    limiter = KeyedRateLimiter(2.0, 3, max_keys=max_keys)
+    models: dict[str, ModelBucket] = {}
+    now = 100.0
+    for dt, cost, key in steps:
+        now += dt
+        model = models.get(key) if key in limiter._buckets else None
+        if model is None:  # new, or evicted: a fresh full bucket either way
+            model = models[key] = ModelBucket(2.0, 3)
+        assert limiter.allow(key, now, cost) == model.take(now, cost)
+        assert limiter._buckets[key]._tokens == model.tokens
+        assert len(limiter) <= max_keys
