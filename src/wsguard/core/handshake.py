@@ -128,7 +128,7 @@ def check_request(request: UpgradeRequest, ws_path: str) -> Reject | None:
     if request.path != ws_path:
         return Reject(404, "Not Found", "unknown_path")
     headers = request.headers
-    if any(headers.count(name) > 1 for name in _SINGLE_FIELDS):
+    if headers.has_repeats and any(headers.count(name) > 1 for name in _SINGLE_FIELDS):
         return _bad("duplicate_header")
     # A GET handshake has no body; one announced anyway is a request-smuggling attempt.
     if "transfer-encoding" in headers or any(v != "0" for v in headers.get_all("content-length")):

@@ -52,6 +52,8 @@ _NOT_HOST: Final = (("@", "userinfo"), ("/", "a path"), ("?", "a query"), ("#", 
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
 _BAD_REQUEST: Final = "Bad Request"
+# How many allowed Host values a policy remembers (see HostPolicy.check).
+_REMEMBERED: Final = 256
 
 
 class HostPort(NamedTuple):
@@ -208,11 +210,15 @@ class HostPolicy:
             configuration validation refuses that case before it gets here).
     """
 
-    __slots__ = ("_loopback_only", "_patterns")
+    __slots__ = ("_allowed", "_loopback_only", "_patterns")
 
     def __init__(self, allowed_hosts: Sequence[str], loopback_bound: bool) -> None:
         self._patterns = tuple(parse_host_pattern(entry) for entry in allowed_hosts)
         self._loopback_only = loopback_bound and not self._patterns
+        # (Host value, scheme) -> its parse, for values found allowed: clients send the same
+        # few Host values on every handshake, and the answer is a pure function of the two.
+        # Refused values are never kept (a peer picks those), and the size is bounded.
+        self._allowed: dict[tuple[str, Scheme], HostPort] = {}
 
     def allows(self, host: str, port: int | None, scheme: Scheme) -> bool:
         """Whether a normalised host and port, reached over ``scheme``, are allowed."""
@@ -234,10 +240,17 @@ class HostPolicy:
             return Reject(400, _BAD_REQUEST, "missing_host")
         if len(values) > 1:
             return Reject(400, _BAD_REQUEST, "duplicate_header")
+        key = (values[0], scheme)
+        parsed = self._allowed.get(key)
+        if parsed is not None:
+            return parsed
         try:
             parsed = parse_host(values[0])
         except ValueError:
             return Reject(400, _BAD_REQUEST, "host_malformed")
         if not self.allows(parsed.host, parsed.port, scheme):
             return Reject(400, _BAD_REQUEST, "host_not_allowed")
+        if len(self._allowed) >= _REMEMBERED:
+            self._allowed.clear()  # many distinct allowed values (a wildcard): start over
+        self._allowed[key] = parsed
         return parsed

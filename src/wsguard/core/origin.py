@@ -37,6 +37,8 @@ Origin = NewType("Origin", str)
 _ORIGIN: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://(.*)", re.ASCII | re.DOTALL)
 _WILDCARD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://\*\.(.*)", re.ASCII | re.DOTALL)
 _FORBIDDEN: Final = "Forbidden"
+# How many allowed Origin values a policy remembers (see OriginPolicy.check).
+_REMEMBERED: Final = 256
 
 
 def _split(value: str) -> tuple[Scheme, str, int | None]:
@@ -164,11 +166,16 @@ class OriginPolicy:
             scheme, host and port. ``allow_any_origin`` accepts any well-formed origin.
     """
 
-    __slots__ = ("_config", "_patterns")
+    __slots__ = ("_allowed", "_config", "_patterns")
 
     def __init__(self, config: OriginsConfig) -> None:
         self._config = config
         self._patterns = tuple(parse_origin_pattern(entry) for entry in config.allowed)
+        # (Origin value, scheme, host, port) -> its serialization, for values found allowed:
+        # browsers send the same few origins, and the answer is a pure function of those four
+        # (``credentials`` only matters for a missing or "null" Origin, never kept here).
+        # Refused values are never kept (a peer picks those), and the size is bounded.
+        self._allowed: dict[tuple[str, Scheme, str, int | None], Origin] = {}
 
     def check(
         self,
@@ -209,16 +216,25 @@ class OriginPolicy:
             if config.allow_null and not credentials:
                 return Origin("null")
             return Reject(403, _FORBIDDEN, "origin_null")
+        key = (value, scheme, host, port)
+        known = self._allowed.get(key)
+        if known is not None:
+            return known
         try:
             o_scheme, o_host, o_port = _split(value)
         except ValueError:
             return Reject(403, _FORBIDDEN, "origin_malformed")
         origin = _serialize(o_scheme, o_host, o_port)
         if config.allow_any_origin:
-            return origin
-        if self._patterns:
+            allowed = True
+        elif self._patterns:
             allowed = any(p.matches(o_scheme, o_host, o_port) for p in self._patterns)
         else:
             own_port = None if port == DEFAULT_PORTS[scheme] else port
             allowed = (o_scheme, o_host, o_port) == (scheme, host, own_port)
-        return origin if allowed else Reject(403, _FORBIDDEN, "origin_not_allowed")
+        if not allowed:
+            return Reject(403, _FORBIDDEN, "origin_not_allowed")
+        if len(self._allowed) >= _REMEMBERED:
+            self._allowed.clear()  # many distinct allowed values (a wildcard): start over
+        self._allowed[key] = origin
+        return origin

@@ -11,6 +11,7 @@ from a loopback peer that is not a proxy, or with the loud ``server.allow_plaint
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Final, NamedTuple
 
@@ -52,6 +53,16 @@ def _address(text: str) -> _Address | None:
     return address
 
 
+# The TCP peer's address is parsed by both stages of every handshake, and a client reconnects
+# from the same address: remember the parses (bounded; the peer string comes from the socket,
+# not from text the peer writes).
+@functools.lru_cache(maxsize=1024)
+def _peer(text: str) -> tuple[_Address | None, str]:
+    """The TCP peer's address and its canonical text (``text`` itself when not an address)."""
+    address = _address(text)
+    return address, text if address is None else str(address)
+
+
 class Resolved(NamedTuple):
     """The client as the transport stage sees it."""
 
@@ -76,7 +87,9 @@ class TransportPolicy:
         self._allow_plaintext = server.allow_plaintext
 
     def _trusted(self, address: _Address | None) -> bool:
-        return address is not None and any(address in network for network in self._proxies)
+        if not self._proxies or address is None:
+            return False
+        return any(address in network for network in self._proxies)
 
     def resolve(self, request: UpgradeRequest) -> Resolved:
         """The client IP and effective scheme of ``request``.
@@ -87,8 +100,7 @@ class TransportPolicy:
         connection's own scheme, for TLS passthrough); the client IP is the rightmost
         ``X-Forwarded-For`` element that is not itself a trusted proxy.
         """
-        peer = _address(request.peer)
-        peer_ip = request.peer if peer is None else str(peer)
+        peer, peer_ip = _peer(request.peer)
         own: Scheme = "https" if request.is_tls else "http"
         if not self._trusted(peer):
             return Resolved(peer_ip, own)
@@ -122,7 +134,7 @@ class TransportPolicy:
         """Refuse plaintext unless it comes from a loopback non-proxy peer or is allowed."""
         if scheme == "https" or self._allow_plaintext:
             return None
-        peer = _address(request.peer)
+        peer = _peer(request.peer)[0]
         # A trusted proxy saying http means the client's leg was plaintext, even though the
         # proxy itself sits on loopback.
         if peer is not None and peer.is_loopback and not self._trusted(peer):

@@ -23,10 +23,28 @@ class Headers:
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: tuple[tuple[str, str], ...] = tuple(items)
-        index: dict[str, list[str]] = {}
+        # Each name's values as a tuple built once: a repeated field is rare (and refused where
+        # it matters), so only repeated names collect a list first (linear in the field count
+        # however many repeats a peer sends).
+        index: dict[str, tuple[str, ...]] = {}
+        repeated: dict[str, list[str]] = {}
         for name, value in self._items:
-            index.setdefault(name.lower(), []).append(value)
-        self._map: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in index.items()}
+            key = name.lower()
+            first = index.get(key)
+            if first is None:
+                index[key] = (value,)
+            elif key in repeated:
+                repeated[key].append(value)
+            else:
+                repeated[key] = [*first, value]
+        for key, values in repeated.items():
+            index[key] = tuple(values)
+        self._map = index
+
+    @property
+    def has_repeats(self) -> bool:
+        """Whether some field name occurs more than once (case-insensitively)."""
+        return len(self._map) != len(self._items)
 
     def get_all(self, name: str) -> tuple[str, ...]:
         """Every value of ``name``, in the order received (empty when absent)."""

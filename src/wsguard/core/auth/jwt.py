@@ -11,6 +11,7 @@ and no token text; nothing raises on bad input.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt.algorithms import HMACAlgorithm
-from jwt.types import Options
+from jwt.api_jws import PyJWS
+from jwt.types import SigOptions
 
 from wsguard.core.decisions import Principal, Reject
 from wsguard.core.handshake import HandshakeContext
@@ -62,14 +64,77 @@ _KNOWN_ALGORITHMS: Final = frozenset(
     {*_HMAC_MIN_BYTES, *_RSA_ALGORITHMS, *_EC_ALGORITHMS.values(), "EdDSA"}
 )
 
-_SIGNATURE_ONLY: Final[Options] = {
-    "verify_signature": True, "enforce_minimum_key_length": True, "require": [],
-    "verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_aud": False,
-    "verify_iss": False, "verify_sub": False, "verify_jti": False,
-}  # fmt: skip
+# PyJWS checks the signature only: the claims are checked here (PyJWT would read the clock).
+_SIGNATURE_ONLY: Final[SigOptions] = {"verify_signature": True, "enforce_minimum_key_length": True}
 
 _REJECTS: Final = {reason: Reject(401, "Unauthorized", reason) for reason in JWT_REASONS}
 _DUPLICATE_AUTHORIZATION: Final = Reject(400, "Bad Request", "duplicate_header")
+
+
+class _CheckedSecret(bytes):
+    """An HMAC secret that already passed ``HMACAlgorithm.prepare_key`` (``JwtKeys.from_secret``).
+
+    That check tries PEM, SSH, DER and JSON parses of the secret, a few microseconds on every
+    token; the secret never changes, so it is checked once.
+    """
+
+    __slots__ = ()
+
+
+class _HmacAlgorithm(HMACAlgorithm):
+    """``HMACAlgorithm`` that skips re-checking a ``_CheckedSecret``; any other key is checked."""
+
+    def prepare_key(self, key: str | bytes) -> bytes:
+        if type(key) is _CheckedSecret:
+            return key
+        return super().prepare_key(key)
+
+
+class _Jws(PyJWS):
+    """PyJWS that parses a token once when its header is read and the token is then decoded.
+
+    ``verify`` must read the unverified header (to allow-list ``alg`` and pick the key by
+    ``kid``) before it decodes; plain PyJWT parses the whole token (three base64 segments and
+    the header JSON) for each of the two calls. Here the second parse of the same token reuses
+    the first one's result, so every check still runs, in the same order, on the same values.
+    ``_load`` is a pure function of the token, so a reused result is always the one PyJWT
+    would compute; if PyJWT stops calling ``_load``, tokens are simply parsed twice again.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(options=_SIGNATURE_ONLY)
+        # (token, what _load returned for it); one entry, consumed by the decode that follows.
+        self._last: tuple[str | bytes, tuple[bytes, bytes, dict[str, Any], bytes]] | None = None
+        for name, hash_alg in (
+            ("HS256", HMACAlgorithm.SHA256),
+            ("HS384", HMACAlgorithm.SHA384),
+            ("HS512", HMACAlgorithm.SHA512),
+        ):
+            self.unregister_algorithm(name)
+            self.register_algorithm(name, _HmacAlgorithm(hash_alg))
+
+    def _load(self, jwt: str | bytes) -> tuple[bytes, bytes, dict[str, Any], bytes]:
+        last = self._last
+        # Compared by type too: a str token never matches a bytes one.
+        if last is not None and type(last[0]) is type(jwt) and last[0] == jwt:
+            self._last = None
+            return last[1]
+        loaded = super()._load(jwt)
+        self._last = (jwt, loaded)
+        return loaded
+
+
+_JWS: Final = _Jws()
+
+
+def _claims(payload: bytes) -> dict[str, Any] | None:
+    """The verified payload as a claims object, as ``jwt.decode`` reads it; ``None`` when it is
+    not JSON or not an object (PyJWT's ``DecodeError``)."""
+    try:
+        claims = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    return claims if isinstance(claims, dict) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,11 +189,11 @@ class JwtKeys:
                 " required (RFC 7518 §3.2): a shorter one can be brute-forced from any token"
             )
         try:
-            HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(secret)
+            checked = _CheckedSecret(HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(secret))
         except jwt.InvalidKeyError:
             raise ValueError("the HMAC secret is a public key, which anyone can read") from None
         algorithms = frozenset(alg for alg, size in _HMAC_MIN_BYTES.items() if len(secret) >= size)
-        return cls((JwtKey(secret, "oct", algorithms),))
+        return cls((JwtKey(checked, "oct", algorithms),))
 
     @classmethod
     def from_pem(cls, pem: bytes) -> JwtKeys:
@@ -277,7 +342,7 @@ class JwtVerifier:
         if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
             return _REJECTS["malformed_token"]
         try:
-            header = jwt.get_unverified_header(token)
+            header = _JWS.get_unverified_header(token)
         except jwt.PyJWTError:
             return _REJECTS["malformed_token"]
         # The header is unauthenticated: it only selects among what we already allow
@@ -291,10 +356,15 @@ class JwtVerifier:
         if alg not in key.algorithms:
             return _REJECTS["alg_not_allowed"]
         try:
-            claims = jwt.decode(token, key.material, algorithms=[alg], options=_SIGNATURE_ONLY)
+            # What jwt.decode does with our options, minus its second parse of the token (see
+            # _Jws) and its claim checks (all off: the claims are checked below).
+            decoded = _JWS.decode_complete(token, key.material, algorithms=[alg])
         except jwt.InvalidSignatureError:
             return _REJECTS["bad_signature"]
         except jwt.PyJWTError:
+            return _REJECTS["malformed_token"]
+        claims = _claims(decoded["payload"])
+        if claims is None:
             return _REJECTS["malformed_token"]
         return self._principal(claims, now)
 
