@@ -80,10 +80,9 @@ class _Errors(logging.Handler):
 
 
 ERRORS: Final = _Errors()
-_logger = logging.getLogger("wsguard")
-_logger.addHandler(ERRORS)
-_logger.propagate = False
-_logger.setLevel(logging.ERROR)
+# Only a handler at import: the test suite imports this module, and a level or propagate
+# change here would silence wsguard's warnings for every test after it.
+logging.getLogger("wsguard").addHandler(ERRORS)
 
 
 class FakeTransport(asyncio.Transport):
@@ -263,6 +262,10 @@ def mask(opcode: int, payload: bytes, *, fin: bool = True, rsv1: bool = False) -
 
 if __name__ == "__main__":
     import atheris
+
+    # Under the fuzzer, keep millions of inputs from printing wsguard's warnings.
+    logging.getLogger("wsguard").propagate = False
+    logging.getLogger("wsguard").setLevel(logging.ERROR)
 
     atheris.instrument_all()
     atheris.Setup(sys.argv, TestOneInput)
