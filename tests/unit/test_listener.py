@@ -348,3 +348,17 @@ async def test_fast_path_stream_outcomes(
     assert closed
     close_frame = written[written.rindex(b"\x88") :]
     assert int.from_bytes(close_frame[2:4], "big") == close
+
+
+async def test_an_rpc_reply_is_written_by_the_pass_that_ran_it(audit: Events) -> None:
+    # The session's drain writes its batch when it ends; the connection's own end-of-pass
+    # flush used to add a loop pass to every reply (tens of microseconds on an idle server).
+    # On Python 3.12+ the drain starts eagerly, inside the read itself.
+    conn, transport = await connection(audit)
+    conn.data_received(request("http://127.0.0.1:8080"))
+    transport.written = b""
+    conn.data_received(masked(0x81, b'{"id":7,"op":"rpc","method":"no.such","data":{}}'))
+    await asyncio.sleep(0)  # the drain task's first step (already run when eager)
+    assert transport.written.startswith(b"\x81")
+    assert b'"id":7,"ok":false' in transport.written
+    conn.connection_lost(None)

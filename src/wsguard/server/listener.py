@@ -281,10 +281,16 @@ class WsConnection(asyncio.Protocol):
         if self._outbox_bytes > self._state.limits.max_send_queue_bytes:
             # Many publications in one event loop pass: hand them to the kernel now rather
             # than hold more than the bound in memory (_write then applies the bound).
-            self.flush_pushes()
+            self._flush_outbox()
         return False
 
     def flush_pushes(self) -> None:
+        """Write the outbox now, unless this connection is handling a read: the read's end
+        writes it, with every other reply of the read, in one ``transport.write``."""
+        if not self._processing:
+            self._flush_outbox()
+
+    def _flush_outbox(self) -> None:
         outbox = self._outbox
         if outbox is None:
             return
@@ -358,14 +364,14 @@ class WsConnection(asyncio.Protocol):
             outbox.append(frame)
         self._outbox_bytes += len(frame)
         if self._outbox_bytes > self._state.limits.max_send_queue_bytes:
-            self.flush_pushes()  # past the bound: to the kernel now, where _write applies it
+            self._flush_outbox()  # past the bound: to the kernel now, where _write applies it
         elif not self._processing and not self._flush_soon:
             self._flush_soon = True
             self._loop.call_soon(self._flush_later)
 
     def _flush_later(self) -> None:
         self._flush_soon = False
-        self.flush_pushes()
+        self._flush_outbox()
 
     def close(self, code: int, reason: str) -> None:
         if self._proto.state is State.OPEN:
@@ -704,7 +710,7 @@ class WsConnection(asyncio.Protocol):
 
     def _flush(self) -> None:
         if self._outbox is not None:
-            self.flush_pushes()  # queued pushes go first: one order per connection
+            self._flush_outbox()  # queued pushes go first: one order per connection
         chunks = self._proto.data_to_send()
         if chunks:
             # One write for what the core built (pongs, close frames); b"" marks the end of
