@@ -125,22 +125,7 @@ class KeyedRateLimiter:
                 self._evict(now)
         else:
             buckets.move_to_end(key)
-        # TokenBucket.take inlined (the user budgets are charged on every message): keep the
-        # two in step.
-        updated = bucket._updated
-        tokens = bucket._tokens
-        if updated is None or now > updated:
-            if updated is not None:
-                tokens += (now - updated) * bucket.rate
-                burst = bucket.burst
-                if not tokens < burst:  # min(burst, tokens), without the call
-                    tokens = burst
-            bucket._updated = now
-        if tokens >= cost:
-            bucket._tokens = tokens - cost
-            return True
-        bucket._tokens = tokens
-        return False
+        return bucket.take(now, cost)
 
     def _evict(self, now: float) -> None:
         buckets = self._buckets

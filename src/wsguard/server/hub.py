@@ -30,6 +30,7 @@ import orjson
 from wsguard.brokers.base import Broker, Publication, Subscription
 from wsguard.codes import CloseCode
 from wsguard.metrics import Metrics
+from wsguard.server.frames import TEXT, server_frame
 
 __all__ = ["Hub", "Member", "encode_push", "text_frame"]
 
@@ -62,14 +63,7 @@ def encode_push(publication: Publication) -> bytes:
 
 def text_frame(payload: bytes) -> bytes:
     """One unmasked, unfragmented text frame (FIN set, opcode 1) carrying ``payload``."""
-    length = len(payload)
-    if length < 126:
-        header = bytes((0x81, length))
-    elif length < 65536:
-        header = bytes((0x81, 126)) + length.to_bytes(2, "big")
-    else:
-        header = bytes((0x81, 127)) + length.to_bytes(8, "big")
-    return header + payload
+    return server_frame(TEXT, payload)
 
 
 class _Channel:

@@ -325,26 +325,23 @@ class WsConnection(asyncio.Protocol):
         )
 
     def send_text(self, data: bytes) -> None:
-        proto = self._proto
-        if proto.state is State.OPEN:
-            if self._plain:
-                if proto.writes:
-                    self._queue_written()  # what the core built first (the 101, a pong)
-                self._queue(frames.server_frame(frames.TEXT, data))
-            else:
-                proto.send_text(data)
-                self._queue_written()
+        self._send(frames.TEXT, data)
 
     def send_binary(self, data: bytes) -> None:
+        self._send(frames.BINARY, data)
+
+    def _send(self, first: int, data: bytes) -> None:
         proto = self._proto
-        if proto.state is State.OPEN:
-            if self._plain:
-                if proto.writes:
-                    self._queue_written()  # what the core built first (the 101, a pong)
-                self._queue(frames.server_frame(frames.BINARY, data))
-            else:
-                proto.send_binary(data)
-                self._queue_written()
+        if proto.state is not State.OPEN:
+            return
+        if self._plain:
+            if proto.writes:
+                self._queue_written()  # what the core built first (the 101, a pong)
+            self._queue(frames.server_frame(first, data))
+        else:
+            # Compressed: the core frames it.
+            (proto.send_text if first == frames.TEXT else proto.send_binary)(data)
+            self._queue_written()
 
     def _queue_written(self) -> None:
         """Queue the frames the core just built (compressed ones)."""
@@ -470,20 +467,24 @@ class WsConnection(asyncio.Protocol):
         self._flush()
 
     def _on_message(self, session: Session, first: int, payload: bytes) -> None:
-        """One whole message the fast path read."""
+        """One whole message the fast path read (failing closed like ``_on_frame``)."""
         try:
-            if first == frames.TEXT:
-                try:
-                    text = str(payload, "utf-8")
-                except UnicodeDecodeError:
-                    self._fail(CloseCode.INVALID_DATA, "invalid UTF-8")
-                    return
-                session.on_text(text)
-            else:
-                session.on_binary(payload)
+            self._deliver(session, first == frames.TEXT, payload)
         except Exception:
             log.exception("session failed; closing the connection with 1011")
             self._fail(CloseCode.INTERNAL_ERROR, "internal error")
+
+    def _deliver(self, session: Session, is_text: bool, payload: bytes) -> None:
+        """Hand one unfragmented message to the session; text must be UTF-8 (§8.1)."""
+        if is_text:
+            try:
+                text = str(payload, "utf-8")
+            except UnicodeDecodeError:
+                self._fail(CloseCode.INVALID_DATA, "invalid UTF-8")
+                return
+            session.on_text(text)
+        else:
+            session.on_binary(payload)
 
     def _handle_events(self) -> None:
         proto = self._proto
@@ -650,15 +651,7 @@ class WsConnection(asyncio.Protocol):
         if opcode is _OP_TEXT or opcode is _OP_BINARY:
             self._last_message = self._loop.time()
             if frame.fin:
-                if opcode is _OP_TEXT:
-                    try:
-                        text = str(frame.data, "utf-8")
-                    except UnicodeDecodeError:
-                        self._fail(CloseCode.INVALID_DATA, "invalid UTF-8")
-                        return
-                    session.on_text(text)
-                else:
-                    session.on_binary(bytes(frame.data))
+                self._deliver(session, opcode is _OP_TEXT, bytes(frame.data))
                 return
             self._fragments = 1
             if opcode is _OP_TEXT:
