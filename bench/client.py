@@ -13,7 +13,10 @@ and, with the default `--proto plain`, no Origin header.
             envelopes whose frame payload is --size bytes, the reply is counted (its own size);
             the `welcome` push and other pushes are skipped; broadcast subscribers subscribe to
             `bench:fanout` and count `message` pushes; the trigger is rpc `bench.bcast` {"k": K}
-            ({"k": K, "b": B} when --batch B > 1)
+            ({"k": K, "b": B} when --batch B > 1); with --publish-ops (a server that runs no
+            application code, e.g. `wsguard serve --workers N`), the control connection
+            publishes the K rounds itself: K `publish` ops of a 100-character string to
+            `bench:fanout`, written as fast as the socket takes them
   socketio  Engine.IO v4 / Socket.IO over a WebSocket (/socket.io/?EIO=4&transport=websocket):
             open packet `0{...}` answered with `40`, then `42["echo","..."]` events sized to
             --size bytes; server pings `2` answered with `3`; trigger `42["bcast",K]`
@@ -31,7 +34,8 @@ Modes:
   latency  --conns N --rate R --duration D         (picows on uvloop, 64-byte text, fixed rate)
   bcast    --conns N --target-seconds T [--poll-ms P] [--batch B]
            default: epoll receiver on plain sockets; --client picows: picows on uvloop;
-           the server publishes B rounds per loop pass (default 1)
+           the server publishes B rounds per loop pass (default 1);
+           --publish-ops (--proto wsguard): the control connection publishes instead
   idle     --conns N --hold H                      (picows on uvloop; N idle connections)
   idlecpu  --conns N --hold H                      (picows on uvloop; N idle connections,
            MARK start 1 s after the last one is open, MARK end H s later, no traffic between:
@@ -160,6 +164,12 @@ class WsguardProto(Proto):
 
     def warm_payload(self):
         return b'{"id":1,"op":"ping"}'
+
+    def publish_wire(self, k):
+        """K masked `publish` frames, each one round of the fan-out (--publish-ops)."""
+        data = b"b" * 100  # the server's PAYLOAD_100, within the channel's schema
+        op = b'{"id":3,"op":"publish","channel":"bench:fanout","data":"' + data + b'"}'
+        return masked_frame(1, op) * k
 
     def control(self, payload):
         if payload.startswith(b'{"push"'):
@@ -774,10 +784,16 @@ def run_bcast_epoll(a):
         target = a.conns * k
         count = 0
         t0 = perf()
-        ctl.send(masked_frame(1, proto.trigger(k, a.batch)))
+        if a.publish_ops:
+            pending = proto.publish_wire(k)  # sent as the socket takes it, between reads
+        else:
+            pending = masked_frame(1, proto.trigger(k, a.batch))
         t_last = t0
         deadline = t0 + timeout
         while count < target and perf() < deadline:
+            if pending:
+                with contextlib.suppress(BlockingIOError):
+                    pending = pending[ctl.send(pending) :]
             for fd, _ev in ep.poll(poll_s):
                 try:
                     d = socks[fd].recv(1 << 20)
@@ -1183,6 +1199,11 @@ def main():
         default=10.0,
         help="bcast raw receiver: wait between epoll rounds (batches reads)",
     )
+    ap.add_argument(
+        "--publish-ops",
+        action="store_true",
+        help="bcast, --proto wsguard: the control connection publishes the rounds itself",
+    )
     a = ap.parse_args()
     host = urlsplit(a.url).hostname or ""
     if not a.url.startswith("ws://") or not (host.startswith("127.") or host == "localhost"):
@@ -1193,6 +1214,8 @@ def main():
         sys.exit("--batch must be 1..1000")
     if a.proto != "plain" and a.client == "picows" and a.mode in ("echo", "bcast"):
         sys.exit("--client picows speaks --proto plain only (use the raw client)")
+    if a.publish_ops and (a.mode != "bcast" or a.proto != "wsguard" or a.client != "raw"):
+        sys.exit("--publish-ops is for bcast with --proto wsguard and the raw client")
     if a.mode == "bcast" and a.client == "raw":
         signal.alarm(300)  # hard stop for the synchronous receiver
         run_bcast_epoll(a)

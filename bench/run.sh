@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the WebSocket engine benchmark and write its summary.
 #
-#   bench/run.sh [--reps N] [--configs a,b] [--tests x,y] [--server-cpu 0] [--client-cpu 1]
+#   bench/run.sh [--reps N] [--configs a,b] [--tests x,y] [--server-cpu 0] [--client-cpu 1] [--worker-cpus 0,1]
 #                [--max-foreign CORES] [--floor]
 #   bench/run.sh --resummarize bench/results/bench-<stamp>.jsonl   (no measuring)
 #
@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --reps) reps="$2"; shift 2 ;;
     --reps=*) reps="${1#*=}"; shift ;;
-    --configs|--tests|--server-cpu|--client-cpu|--echo-client|--base-port|--max-total-s)
+    --configs|--tests|--server-cpu|--client-cpu|--worker-cpus|--echo-client|--base-port|--max-total-s)
       pass+=("$1" "$2"); shift 2 ;;
     --max-foreign) max_foreign="$2"; shift 2 ;;
     --floor) floor=1; shift ;;
@@ -50,7 +50,7 @@ write_summary() {  # write_summary RAW.jsonl SUMMARY.md FOOTER
   if [ -n "$max_foreign" ]; then
     extra=(--max-foreign "$max_foreign")
   fi
-  "$PY" bench/summarize.py "$1" --baseline websockets,ws-sansio --out "$2" "${extra[@]}"
+  "$PY" bench/summarize.py "$1" --baseline websockets,ws-sansio,wsguard-redis-w1 --out "$2" "${extra[@]}"
   {
     echo
     echo "$3 Raw samples: \`$1\` (not committed)."

@@ -50,6 +50,10 @@ CONFIGS = {
     "socketio-uvloop": ["--engine", "socketio", "--loop", "uvloop"],
     "fastapi": ["--engine", "fastapi", "--loop", "asyncio"],
     "fastapi-uvloop": ["--engine", "fastapi", "--loop", "uvloop"],
+    # `wsguard serve` on the Redis broker with 1 and 2 worker processes (uvloop when installed,
+    # as `wsguard serve` picks); both pinned to the server CPU(s)
+    "wsguard-redis-w1": ["--engine", "wsguard-redis", "--workers", "1"],
+    "wsguard-redis-w2": ["--engine", "wsguard-redis", "--workers", "2"],
 }
 # client.py --proto per config (default: plain)
 CONFIG_PROTO = {
@@ -57,6 +61,8 @@ CONFIG_PROTO = {
     "wsguard-full-uvloop": "wsguard",
     "socketio": "socketio",
     "socketio-uvloop": "socketio",
+    "wsguard-redis-w1": "wsguard",
+    "wsguard-redis-w2": "wsguard",
 }
 # Tests a config cannot run (bench/README.md says why):
 #  - wsguard (echo mode) serves one WebSocket path and has no fan-out;
@@ -69,6 +75,18 @@ CONFIG_SKIP = {
     "socketio": {"echo16k_c8"},
     "socketio-uvloop": {"echo16k_c8"},
 }
+# The Redis worker configs run one test, the fan-out published with `publish` ops, which only
+# they run (`wsguard serve` runs no application code, so there is no `bench.bcast` rpc).
+REDIS_CONFIGS = {"wsguard-redis-w1", "wsguard-redis-w2"}
+PUBLISH_OPS_TESTS = {"bcast1000_pub"}
+
+
+def skipped(cfg, test):
+    if (cfg in REDIS_CONFIGS) != (test in PUBLISH_OPS_TESTS):
+        return True
+    return test in CONFIG_SKIP.get(cfg, ())
+
+
 DEFAULT_CONFIGS = [
     "wsguard",
     "wsguard-uvloop",
@@ -95,6 +113,12 @@ TESTS = {
     "bcast1000_b16": [
         *("bcast", "--conns", "1000", "--target-seconds", "3", "--poll-ms", "25"),
         *("--batch", "16"),
+    ],
+    # fan-out through the Redis broker, published by the control connection's `publish` ops
+    # (wsguard-redis-w1 / -w2 only)
+    "bcast1000_pub": [
+        *("bcast", "--conns", "1000", "--target-seconds", "3", "--poll-ms", "25"),
+        "--publish-ops",
     ],
     # server CPU over a 10 s hold with 1,000 idle connections and no traffic
     "idlecpu1000": ["idlecpu", "--conns", "1000", "--hold", "10", "--concurrency", "50"],
@@ -193,16 +217,28 @@ def start_server(cfg, port, cpu, logdir):
             continue
         if line is None:
             break
-        if line.startswith("LISTENING"):
+        # wsguard-redis prints what `wsguard serve` prints once every worker listens
+        if line.startswith(("LISTENING", "wsguard listening")):
             time.sleep(0.3)
             return p
     stop_pid(p)
     raise RuntimeError(f"server {cfg} did not start (see {logdir}/server-{cfg}-{port}.log)")
 
 
+def family(proc):
+    """The server process and its children (the worker processes of wsguard-redis)."""
+    with contextlib.suppress(psutil.Error):
+        return [proc, *proc.children(recursive=True)]
+    return [proc]
+
+
 def cpu_of(proc):
-    t = proc.cpu_times()
-    return t.user + t.system
+    total = 0.0
+    for member in family(proc):
+        with contextlib.suppress(psutil.Error):
+            t = member.cpu_times()
+            total += t.user + t.system
+    return total
 
 
 def task_cpu_ns(pid):
@@ -310,7 +346,7 @@ def run_client(test, port, cores, sproc, echo_client, proto="plain", timeout=240
                     now,
                     cpu_of(sproc),
                     proc_stat(),
-                    foreign_cpu({sproc.pid, p.pid, os.getpid()}),
+                    foreign_cpu({*(m.pid for m in family(sproc)), p.pid, os.getpid()}),
                 )
             elif name == "warm":
                 time.sleep(1.5)
@@ -382,7 +418,8 @@ def brief(rec):
 def run_config(out, rep, cfg, port, tests, a, logdir):
     src = wsguard_source_hash() if cfg.startswith("wsguard") else None
     try:
-        sp = start_server(cfg, port, a.server_cpu, logdir)
+        cpus = a.worker_cpus if cfg in REDIS_CONFIGS and a.worker_cpus else str(a.server_cpu)
+        sp = start_server(cfg, port, cpus, logdir)
     except RuntimeError as e:
         rec = {"rep": rep, "config": cfg, "test": "start", "error": str(e)}
         out.write(json.dumps(rec) + "\n")
@@ -392,7 +429,7 @@ def run_config(out, rep, cfg, port, tests, a, logdir):
     try:
         sproc = psutil.Process(sp.pid)
         for test in tests:
-            if test in CONFIG_SKIP.get(cfg, ()):
+            if skipped(cfg, test):
                 continue
             if sp.poll() is not None:
                 res = {"error": f"server died (exit code {sp.returncode})"}
@@ -425,6 +462,11 @@ def main():
     ap.add_argument("--tests", default=",".join(DEFAULT_TESTS))
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
+    ap.add_argument(
+        "--worker-cpus",
+        help="taskset CPU list for the wsguard-redis configs (default: --server-cpu); "
+        "e.g. 0,1 with --client-cpu 2 on a machine with 3+ CPUs",
+    )
     ap.add_argument("--base-port", type=int, default=18700)
     ap.add_argument("--max-total-s", type=float, default=5400)
     ap.add_argument(
@@ -446,6 +488,13 @@ def main():
             ap.error(f"unknown test {t!r}; known: {', '.join(TESTS)}")
     if a.server_cpu == a.client_cpu:
         ap.error("--server-cpu and --client-cpu must differ")
+    if a.worker_cpus:
+        try:
+            worker_cpus = {int(c) for c in a.worker_cpus.split(",")}
+        except ValueError:
+            ap.error("--worker-cpus is a comma-separated list of CPU numbers")
+        if a.client_cpu in worker_cpus or not worker_cpus <= os.sched_getaffinity(0):
+            ap.error("--worker-cpus must be available CPUs other than --client-cpu")
     allowed = os.sched_getaffinity(0)
     for cpu in (a.server_cpu, a.client_cpu):
         if cpu not in allowed:
@@ -472,6 +521,7 @@ def main():
             "reps": a.reps,
             "server_cpu": a.server_cpu,
             "client_cpu": a.client_cpu,
+            "worker_cpus": a.worker_cpus,
             "echo_client": a.echo_client,
             "argv": sys.argv[1:],
             "loadavg_start": os.getloadavg(),

@@ -11,7 +11,7 @@ Every server listens on 127.0.0.1:PORT only:
   wsguard-full serves its wire protocol on /ws instead (rpc `echo`, rpc `bench.bcast`, channel
   `bench:fanout`); socketio serves Engine.IO v4 on /socket.io/ (events `echo`, `bcast`).
 
-Usage: python servers.py --engine ENGINE --port PORT [--loop asyncio|uvloop]
+Usage: python servers.py --engine ENGINE --port PORT [--loop asyncio|uvloop] [--workers N]
 Engines:
   wsguard     the real wsguard listener in echo mode (server.echo = true), in-process
   wsguard-full  wsguard in protocol mode with its full secure configuration (Host and Origin
@@ -23,7 +23,10 @@ Engines:
   aiohttp     aiohttp's web server
   socketio    python-socketio AsyncServer (async_mode="aiohttp") on an aiohttp web app
   fastapi     FastAPI @app.websocket endpoints under uvicorn (uvicorn's defaults)
-The process prints "LISTENING" on stdout once it accepts connections.
+  wsguard-redis  `wsguard serve` with --workers N on the Redis broker (127.0.0.1:6379), the
+              full configuration, publishing allowed on bench:* (no rpc: clients publish)
+The process prints "LISTENING" (wsguard-redis: "wsguard listening on port P") on stdout once
+it accepts connections.
 Stop it with SIGTERM/SIGINT; it exits after --max-lifetime seconds anyway.
 """
 
@@ -269,6 +272,76 @@ def serve_wsguard_full(port, loop_kind):
         run_asyncio_main(main, loop_kind)
     finally:
         os.unlink(f.name)
+
+
+# ---------------------------------------------------------------- wsguard, Redis, N workers
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def serve_wsguard_redis(port, workers):
+    """``wsguard serve`` with ``server.workers = N`` on the Redis broker, as a deployment runs it.
+
+    The full configuration of wsguard-full, plus: the broker is Redis (every publication goes
+    through it, also with one worker), and authenticated users may publish on ``bench:*`` (the
+    same schema), because a ``wsguard serve`` process runs no application code: the load
+    client publishes with ``publish`` ops instead of the ``bench.bcast`` rpc. The event loop is
+    what ``wsguard serve`` picks (uvloop when installed). The Redis keys live under a prefix of
+    this process's own and are deleted when it stops.
+    """
+    import json
+    import tempfile
+
+    from wsguard.server.lifecycle import serve
+    from wsguard.settings import ChannelConfig
+
+    if not os.environ.get(JWT_SECRET_ENV):
+        sys.exit(f"wsguard-redis needs the HS256 secret in ${JWT_SECRET_ENV} (run_bench sets it)")
+    prefix = f"wsguard-bench-{os.getpid()}:"
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="wsguard-bench-", suffix=".json", delete=False
+    ) as f:
+        json.dump(PUBLICATION_SCHEMA, f)
+    try:
+        full = wsguard_full_settings(port, f.name)
+        channel = ChannelConfig(
+            pattern="bench:*",
+            subscribe=("authenticated",),
+            publish=("authenticated",),
+            schema=f.name,
+        )
+        settings = replace_fields(
+            full,
+            server=replace_fields(full.server, workers=workers),
+            broker=replace_fields(full.broker, url=REDIS_URL, prefix=prefix),
+            log=replace_fields(full.log, level="warning"),
+            channels=(channel,),
+        )
+        # serve() prints "wsguard listening on port P" once every worker listens; run_bench
+        # waits for that line.
+        code = serve(settings)
+    finally:
+        os.unlink(f.name)
+        delete_redis_keys(prefix)
+    sys.exit(code)
+
+
+def replace_fields(obj, **fields):
+    import dataclasses
+
+    return dataclasses.replace(obj, **fields)
+
+
+def delete_redis_keys(prefix):
+    """Delete this run's keys (bounded: the prefix is ours, a few keys per channel)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 # ---------------------------------------------------------------- websockets
@@ -637,19 +710,27 @@ ENGINES = {
     "socketio": serve_socketio,
     "fastapi": serve_fastapi,
 }
+# Engines that run as `wsguard serve` runs (their own loop choice, --workers N).
+WORKER_ENGINES = {"wsguard-redis": serve_wsguard_redis}
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--engine", required=True, choices=sorted(ENGINES))
+    ap.add_argument("--engine", required=True, choices=sorted({*ENGINES, *WORKER_ENGINES}))
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"])
     ap.add_argument("--max-lifetime", type=float, default=900)
+    ap.add_argument("--workers", type=int, default=1, help="wsguard-redis: worker processes")
     a = ap.parse_args()
     if not 1024 <= a.port <= 65535:
         sys.exit("port must be 1024-65535")
+    if not 1 <= a.workers <= 8:
+        sys.exit("--workers must be 1-8")
     install_lifetime_guard(a.max_lifetime)
-    ENGINES[a.engine](a.port, a.loop)
+    if a.engine in WORKER_ENGINES:
+        WORKER_ENGINES[a.engine](a.port, a.workers)
+    else:
+        ENGINES[a.engine](a.port, a.loop)
 
 
 if __name__ == "__main__":
