@@ -179,6 +179,12 @@ _FIELDS: Final[Mapping[str, frozenset[str]]] = {
     op: fields | {"id", "op"} for op, fields in OPS.items()
 }
 _MISSING: Final = object()
+# Method names that matched ``_METHOD``: an rpc-heavy client calls a few methods many times, and
+# the set lookup costs a fraction of the pattern. Validity depends on the name alone, so the
+# set is shared; it stops growing at ``_VALID_METHODS_KEPT`` names (a client sending a new
+# name every time fills it once, then pays the pattern as before).
+_valid_methods: Final[set[str]] = set()
+_VALID_METHODS_KEPT: Final = 1024
 
 
 def _slot_setter(cls: type, name: str) -> Callable[[object, object], None]:
@@ -321,8 +327,12 @@ def _method(message: Mapping[str, Any]) -> str:
     if "method" not in message:
         raise _bad_field("method", "required")
     method = message["method"]
+    if type(method) is str and method in _valid_methods:
+        return method  # a name that passed the pattern before: one set lookup, no regex
     if not isinstance(method, str) or not _METHOD.fullmatch(method):
         raise _bad_field("method", "must be 1-128 characters of [A-Za-z0-9_.:-]")
+    if len(_valid_methods) < _VALID_METHODS_KEPT:
+        _valid_methods.add(method)
     return method
 
 

@@ -582,3 +582,41 @@ def test_the_first_unknown_field_in_message_order_is_named():
         assert parse_envelope(message) == Violation(
             ReplyCode.BAD_REQUEST, "unknown_field", "unknown field zz", 4
         )
+
+
+# ---------------------------------------------------------------- remembered method names
+
+
+@pytest.mark.parametrize("method", [["echo"], {"echo": 1}, None, 1.5])
+def test_a_method_that_is_not_a_string_is_refused_even_after_valid_names_were_remembered(
+    method: object,
+):
+    # The remembered names are a set: an unhashable method must reach the type check, not the
+    # set lookup (TypeError would escape parse_envelope).
+    assert isinstance(parse_envelope({"op": "rpc", "method": "echo"}), Rpc)
+    assert parse_envelope({"id": 3, "op": "rpc", "method": method}) == bad_field(
+        "method: must be 1-128 characters of [A-Za-z0-9_.:-]", 3
+    )
+
+
+def test_refused_method_names_are_never_remembered_and_the_memory_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    from wsguard.core import envelope
+
+    remembered: set[str] = set()
+    monkeypatch.setattr(envelope, "_valid_methods", remembered)
+    monkeypatch.setattr(envelope, "_VALID_METHODS_KEPT", 3)
+    for name in ["a b", "m" * 129, "a\n", "bad/name"]:
+        refused = parse_envelope({"op": "rpc", "method": name})
+        assert refused == bad_field("method: must be 1-128 characters of [A-Za-z0-9_.:-]", None)
+        # Asked again, the pattern still refuses it.
+        assert parse_envelope({"op": "rpc", "method": name}) == refused
+    assert remembered == set()
+    for i in range(5):
+        assert parse_envelope({"op": "rpc", "method": f"m{i}"}) == Rpc(None, f"m{i}", None)
+    assert remembered == {"m0", "m1", "m2"}
+    # Names past the bound are still checked and accepted, and the bad ones still refused.
+    assert parse_envelope({"op": "rpc", "method": "m4"}) == Rpc(None, "m4", None)
+    assert isinstance(parse_envelope({"op": "rpc", "method": "x y"}), Violation)
+    assert remembered == {"m0", "m1", "m2"}
