@@ -226,20 +226,30 @@ def wsguard_full_settings(port, schema_path):
     )
 
 
-def serve_wsguard_full(port, loop_kind):
+@contextlib.contextmanager
+def publication_schema_file(engine):
+    """The path of PUBLICATION_SCHEMA in a temporary file, for the channel rule (deleted on exit);
+    first, a clear exit when the JWT secret the full configuration verifies with is missing."""
     import json
     import tempfile
 
-    from wsguard.server.lifecycle import Server
-
     if not os.environ.get(JWT_SECRET_ENV):
-        sys.exit(f"wsguard-full needs the HS256 secret in ${JWT_SECRET_ENV} (run_bench sets it)")
+        sys.exit(f"{engine} needs the HS256 secret in ${JWT_SECRET_ENV} (run_bench sets it)")
     with tempfile.NamedTemporaryFile(
         "w", prefix="wsguard-bench-", suffix=".json", delete=False
     ) as f:
         json.dump(PUBLICATION_SCHEMA, f)
     try:
-        settings = wsguard_full_settings(port, f.name)
+        yield f.name
+    finally:
+        os.unlink(f.name)
+
+
+def serve_wsguard_full(port, loop_kind):
+    from wsguard.server.lifecycle import Server
+
+    with publication_schema_file("wsguard-full") as schema_path:
+        settings = wsguard_full_settings(port, schema_path)
         tasks = set()
 
         async def main(stop):
@@ -270,8 +280,6 @@ def serve_wsguard_full(port, loop_kind):
                 await stop.wait()
 
         run_asyncio_main(main, loop_kind)
-    finally:
-        os.unlink(f.name)
 
 
 # ---------------------------------------------------------------- wsguard, Redis, N workers
@@ -288,26 +296,17 @@ def serve_wsguard_redis(port, workers):
     what ``wsguard serve`` picks (uvloop when installed). The Redis keys live under a prefix of
     this process's own and are deleted when it stops.
     """
-    import json
-    import tempfile
-
     from wsguard.server.lifecycle import serve
     from wsguard.settings import ChannelConfig
 
-    if not os.environ.get(JWT_SECRET_ENV):
-        sys.exit(f"wsguard-redis needs the HS256 secret in ${JWT_SECRET_ENV} (run_bench sets it)")
     prefix = f"wsguard-bench-{os.getpid()}:"
-    with tempfile.NamedTemporaryFile(
-        "w", prefix="wsguard-bench-", suffix=".json", delete=False
-    ) as f:
-        json.dump(PUBLICATION_SCHEMA, f)
-    try:
-        full = wsguard_full_settings(port, f.name)
+    with publication_schema_file("wsguard-redis") as schema_path:
+        full = wsguard_full_settings(port, schema_path)
         channel = ChannelConfig(
             pattern="bench:*",
             subscribe=("authenticated",),
             publish=("authenticated",),
-            schema=f.name,
+            schema=schema_path,
         )
         settings = replace_fields(
             full,
@@ -316,12 +315,12 @@ def serve_wsguard_redis(port, workers):
             log=replace_fields(full.log, level="warning"),
             channels=(channel,),
         )
-        # serve() prints "wsguard listening on port P" once every worker listens; run_bench
-        # waits for that line.
-        code = serve(settings)
-    finally:
-        os.unlink(f.name)
-        delete_redis_keys(prefix)
+        try:
+            # serve() prints "wsguard listening on port P" once every worker listens; run_bench
+            # waits for that line.
+            code = serve(settings)
+        finally:
+            delete_redis_keys(prefix)
     sys.exit(code)
 
 

@@ -342,7 +342,7 @@ def main():
         p()
         # only the baselines that ran this test (wsguard-redis-w1 runs only its own)
         shown = [b for b in baselines if values.get((b, test, field))]
-        p("| config | median | min-max | n | " + " | ".join(f"vs {b}" for b in shown) + " |")
+        p("| config | median | min-max | n |" + "".join(f" vs {b} |" for b in shown))
         p("|---|---:|---:|---:|" + "---:|" * len(shown))
         for c in configs:
             v = values.get((c, test, field), {})
@@ -365,7 +365,7 @@ def main():
             }
             p(
                 f"| {c} | {fmt.format(med)} | {fmt.format(min(xs))} - {fmt.format(max(xs))} "
-                f"| {len(xs)} | " + " | ".join(ratio_cells) + " |"
+                f"| {len(xs)} |" + "".join(f" {cell} |" for cell in ratio_cells)
             )
         p()
 
