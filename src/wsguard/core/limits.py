@@ -48,16 +48,10 @@ class TokenBucket:
         self._tokens = burst
         self._updated: float | None = None
 
-    def _refill(self, now: float) -> None:
-        if self._updated is None or now > self._updated:
-            if self._updated is not None:
-                self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-            self._updated = now
-
     def take(self, now: float, cost: float = 1.0) -> bool:
         """Take ``cost`` tokens if there are enough; return whether they were taken."""
-        # ``_refill`` inlined, in locals: this runs up to four times per message (DESIGN.md §5),
-        # and the call and attribute writes were most of its cost. Same arithmetic, same order.
+        # The refill, in locals: this runs up to four times per message (DESIGN.md §5). A clock
+        # that stepped back refills nothing and is not remembered.
         updated = self._updated
         tokens = self._tokens
         if updated is None or now > updated:
@@ -74,9 +68,16 @@ class TokenBucket:
         return False
 
     def is_full(self, now: float) -> bool:
-        """Whether the bucket has refilled to ``burst`` by ``now`` (it then carries no state)."""
-        self._refill(now)
-        return self._tokens >= self.burst
+        """Whether the bucket has refilled to ``burst`` by ``now`` (it then carries no state).
+
+        Changes nothing: the eviction sweep asks every bucket, and a bucket it keeps must stay
+        as its own takes left it (a refill written here, at the sweep's ``now``, would credit
+        time to a bucket whose next take comes with an earlier ``now``)."""
+        updated = self._updated
+        tokens = self._tokens
+        if updated is not None and now > updated:
+            tokens += (now - updated) * self.rate
+        return tokens >= self.burst
 
 
 class KeyedRateLimiter:

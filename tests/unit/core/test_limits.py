@@ -289,3 +289,17 @@ def test_limiter_allow_matches_one_model_bucket_per_key(
         assert limiter.allow(key, now, cost) == model.take(now, cost)
         assert limiter._buckets[key]._tokens == model.tokens
         assert len(limiter) <= max_keys
+
+
+def test_the_eviction_sweep_changes_no_bucket_it_keeps():
+    # Found by hypothesis (test_limiter_allow_matches_one_model_bucket_per_key): is_full()
+    # used to refill the buckets it was asked about, so a bucket the sweep kept was credited up
+    # to the sweep's time and a later take with an earlier clock reading got more than it had.
+    limiter = KeyedRateLimiter(2.0, 3, max_keys=2)
+    assert limiter.allow("b", 100.0, 0.5)
+    assert limiter.allow("c", 99.5, 0.0)
+    assert limiter.allow("b", 99.0, 1.0)  # the clock stepped back: no refill; b holds 1.5
+    assert limiter.allow("a", 100.5, 0.0)  # a third key: the sweep drops c (full), keeps b
+    assert list(limiter._buckets) == ["b", "a"]
+    assert limiter._buckets["b"]._tokens == 1.5
+    assert not limiter.allow("b", 99.5, 2.0)
