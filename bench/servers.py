@@ -298,22 +298,22 @@ def serve_wsguard_redis(port, workers):
     """
     from wsguard.server.lifecycle import serve
     from wsguard.settings import ChannelConfig
+    from wsguard.testing import loopback_settings
 
     prefix = f"wsguard-bench-{os.getpid()}:"
     with publication_schema_file("wsguard-redis") as schema_path:
-        full = wsguard_full_settings(port, schema_path)
         channel = ChannelConfig(
             pattern="bench:*",
             subscribe=("authenticated",),
             publish=("authenticated",),
             schema=schema_path,
         )
-        settings = replace_fields(
-            full,
-            server=replace_fields(full.server, workers=workers),
-            broker=replace_fields(full.broker, url=REDIS_URL, prefix=prefix),
-            log=replace_fields(full.log, level="warning"),
-            channels=(channel,),
+        settings = loopback_settings(
+            wsguard_full_settings(port, schema_path),
+            server={"port": port, "workers": workers},  # loopback_settings resets the port
+            broker={"url": REDIS_URL, "prefix": prefix},
+            log={"level": "warning"},
+            channels=[channel],
         )
         try:
             # serve() prints "wsguard listening on port P" once every worker listens; run_bench
@@ -322,12 +322,6 @@ def serve_wsguard_redis(port, workers):
         finally:
             delete_redis_keys(prefix)
     sys.exit(code)
-
-
-def replace_fields(obj, **fields):
-    import dataclasses
-
-    return dataclasses.replace(obj, **fields)
 
 
 def delete_redis_keys(prefix):
