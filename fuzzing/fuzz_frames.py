@@ -145,6 +145,9 @@ class GateSession:
         assert len(data) <= LIMITS.max_message_bytes, len(data)
         self.gate.charge(len(data), "ip:127.0.0.1", 0.0)
 
+    def on_read_end(self) -> None:
+        pass
+
     def on_close(self, code: int | None) -> None:
         pass
 

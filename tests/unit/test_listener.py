@@ -242,6 +242,9 @@ class Recorder:
         self.got.append(bytes(data))
         self.conn.send_binary(data)
 
+    def on_read_end(self) -> None:
+        pass
+
     def on_close(self, code: int | None) -> None:
         self.got.append(("closed", code))
 

@@ -60,6 +60,9 @@ class FakeConn:
     def send_text(self, data: bytes) -> None:
         self.sent.append(orjson.loads(data))
 
+    def flush_pushes(self) -> None:
+        pass
+
     def pause_reading(self) -> None:
         pass
 
@@ -89,6 +92,7 @@ async def send(conn: FakeConn, *messages: dict[str, Any]) -> list[dict[str, Any]
     before = len(conn.sent)
     for message in messages:
         conn.session.on_text(orjson.dumps(message).decode())  # type: ignore[attr-defined]
+    conn.session.on_read_end()  # type: ignore[attr-defined]
     for _ in range(5):
         await asyncio.sleep(0)
     return conn.sent[before:]
@@ -191,3 +195,78 @@ async def test_a_bug_in_an_op_closes_with_1011() -> None:
     conn.services.rpc.register("boom", echo, converter=BrokenConverter())
     await send(conn, {"id": 1, "op": "rpc", "method": "boom"}, {"id": 2, "op": "ping"})
     assert conn.closed == (1011, "internal error")
+
+
+def from_a_read(conn: FakeConn, *messages: dict[str, Any]) -> asyncio.Future[list[dict[str, Any]]]:
+    """Deliver messages from a loop callback, as a read does; the replies sent by the time the
+    callback returned (before any other loop pass)."""
+    loop = asyncio.get_running_loop()
+    replies: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
+
+    def read() -> None:
+        before = len(conn.sent)
+        for message in messages:
+            conn.session.on_text(orjson.dumps(message).decode())  # type: ignore[attr-defined]
+        conn.session.on_read_end()  # type: ignore[attr-defined]
+        replies.set_result(conn.sent[before:])
+
+    loop.call_soon(read)
+    return replies
+
+
+async def test_ops_that_do_not_wait_are_answered_within_the_read() -> None:
+    conn = session()
+
+    async def echo(ctx: RpcContext, data: Any) -> Any:
+        return data
+
+    conn.services.rpc.register("echo", echo)
+    replies = await from_a_read(
+        conn,
+        {"id": 1, "op": "rpc", "method": "echo", "data": "a"},
+        {"id": 2, "op": "rpc", "method": "nope"},
+        {"id": 3, "op": "rpc", "method": "echo", "data": "b"},
+    )
+    assert [(r["id"], r["ok"]) for r in replies] == [(1, True), (2, False), (3, True)]
+
+
+async def test_an_op_that_waits_is_answered_later_and_the_ops_behind_it_in_order() -> None:
+    conn = session()
+    release = asyncio.Event()
+
+    async def slow(ctx: RpcContext, data: Any) -> Any:
+        await release.wait()
+        return "slow"
+
+    conn.services.rpc.register("slow", slow)
+    first = await from_a_read(
+        conn, {"id": 1, "op": "rpc", "method": "slow"}, {"id": 2, "op": "ping"}
+    )
+    assert first == []
+    release.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert conn.sent == [
+        {"id": 1, "ok": True, "result": "slow"},
+        {"id": 2, "ok": True, "result": {}},
+    ]
+
+
+async def test_a_connection_lost_during_the_first_step_cancels_the_op_that_waits() -> None:
+    conn = session()
+    events: list[str] = []
+
+    async def loses(ctx: RpcContext, data: Any) -> Any:
+        conn.session.on_close(None)  # type: ignore[attr-defined]  # the connection went away
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            events.append("cancelled")
+            raise
+
+    conn.services.rpc.register("loses", loses)
+    assert await from_a_read(conn, {"id": 1, "op": "rpc", "method": "loses"}) == []
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert events == ["cancelled"]
+    assert conn.sent == []

@@ -312,6 +312,7 @@ async def _read(conn: AsgiConnection, session: Session, receive: Receive) -> int
                 session.on_text(text)
             else:
                 session.on_binary(bytes(message.get("bytes") or b""))
+            session.on_read_end()
         except Exception:
             # Fail closed: a bug in a session must not leave the connection half-handled.
             log.exception("session failed; closing the connection with 1011")

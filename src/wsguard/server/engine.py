@@ -82,6 +82,10 @@ class Session(Protocol):
 
     def on_binary(self, data: bytes) -> None: ...
 
+    def on_read_end(self) -> None:
+        """The messages of one read (one or more ``on_text``/``on_binary``) were all handed
+        over: act on them now. What is sent before it returns leaves in the read's write."""
+
     def on_close(self, code: int | None) -> None: ...
 
     def keeps_alive(self) -> bool:

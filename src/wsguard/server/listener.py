@@ -396,6 +396,8 @@ class WsConnection(asyncio.Protocol):
         self._processing = True
         try:
             self._handle_events()
+            if self._session is not None:
+                self._session.on_read_end()
         finally:
             self._processing = False
         self._flush()
@@ -461,6 +463,7 @@ class WsConnection(asyncio.Protocol):
                     self._owed = stop - end
                     pos = end
                 self._handle_events()
+            session.on_read_end()
         finally:
             self._processing = False
         self._rbuf = buf[pos:] if pos < end else b""
@@ -595,6 +598,8 @@ class WsConnection(asyncio.Protocol):
             backlog, self._backlog = self._backlog, []
             for frame in backlog:
                 self._on_frame(frame)
+            if backlog and self._session is not None:
+                self._session.on_read_end()
         self._flush()
         self._resume(_PAUSED_HANDSHAKE)
 

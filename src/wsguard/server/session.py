@@ -14,9 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import sys
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import orjson
@@ -40,6 +39,7 @@ from wsguard.core.envelope import (
 from wsguard.core.limits import client_key
 from wsguard.exceptions import ReplyError
 from wsguard.server.authflow import AuthFlow
+from wsguard.server.eager import start_eagerly
 from wsguard.server.engine import Connection
 from wsguard.server.rpc import RpcContext, run_bounded
 
@@ -75,20 +75,6 @@ def _error(msg_id: object, code: int, reason: str, message: str) -> bytes:
     if msg_id is None:
         return orjson.dumps({"ok": False, "error": error})
     return orjson.dumps({"id": msg_id, "ok": False, "error": error})
-
-
-if sys.version_info >= (3, 12):
-
-    def _start(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run the drain's first step now, as its own task (``eager_start``): an op that does
-        not wait (most rpc calls, every refusal) is answered inside the read that brought it,
-        with no loop pass in between, which is most of an idle server's reply latency."""
-        return asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True)
-
-else:  # pragma: no cover (Python 3.11: tasks start on the next loop pass)
-
-    def _start(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        return asyncio.get_running_loop().create_task(coro)
 
 
 class ProtocolSession:
@@ -183,11 +169,18 @@ class ProtocolSession:
         queue.append(item)
         if len(queue) >= _QUEUE_PAUSE:
             self.conn.pause_reading()
-        if self._task is None:
-            task = _start(self._drain())
-            # An eager task may have drained the queue already (and cleared _task itself).
-            if not task.done():
-                self._task = task
+
+    def on_read_end(self) -> None:
+        """Run what this read queued: in one task for all of its messages, started eagerly, so
+        that ops that do not wait are answered within the read (in its one write) and only an
+        op that waits costs a loop pass."""
+        if self._task is not None or not self._queue or self._closed:
+            return  # a running drain takes what was queued, in order
+        task = start_eagerly(self._drain())
+        if task is not None and self._closed:
+            task.cancel()  # closed during that step, before on_close could see the task
+        # The drain may have emptied the queue already (and cleared _task itself).
+        self._task = task
 
     async def _drain(self) -> None:
         queue = self._queue
@@ -551,6 +544,9 @@ class EchoSession:
 
     def on_binary(self, data: bytes) -> None:
         self.conn.send_binary(data)
+
+    def on_read_end(self) -> None:
+        pass
 
     def on_close(self, code: int | None) -> None:
         pass
