@@ -2,7 +2,7 @@
 # Run the WebSocket engine benchmark and write its summary.
 #
 #   bench/run.sh [--reps N] [--configs a,b] [--tests x,y] [--server-cpu 0] [--client-cpu 1] [--worker-cpus 0,1]
-#                [--max-foreign CORES] [--floor]
+#                [--max-foreign CORES] [--floor] [--against REV]
 #   bench/run.sh --resummarize bench/results/bench-<stamp>.jsonl   (no measuring)
 #
 # Defaults: 3 repetitions of wsguard, wsguard-uvloop, websockets, websockets-uvloop, ws-sansio,
@@ -10,6 +10,8 @@
 # Writes bench/results/bench-<stamp>.jsonl (gitignored), server logs in
 # bench/results/bench-<stamp>-logs/ (gitignored) and bench/results/SUMMARY-<date>.md (kept).
 # --floor also builds floor.c into /tmp and records the machine's floor (C, ~1 min).
+# --against REV exports git revision REV's src/ into /tmp (removed at exit) for the configs
+# wsguard-full-against and wsguard-full-against-uvloop: the working tree against REV, one run.
 # The summary repeats its overview over the samples taken while other processes used at most
 # 0.2 cores (--max-foreign drops the others everywhere instead).
 # Creates nothing outside bench/results/ and /tmp. Loopback (127.0.0.1) only.
@@ -21,6 +23,7 @@ reps=3
 floor=0
 max_foreign=""
 resummarize=""
+against=""
 pass=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -31,7 +34,8 @@ while [ $# -gt 0 ]; do
     --max-foreign) max_foreign="$2"; shift 2 ;;
     --floor) floor=1; shift ;;
     --resummarize) resummarize="$2"; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --against) against="$2"; shift 2 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -50,7 +54,9 @@ write_summary() {  # write_summary RAW.jsonl SUMMARY.md FOOTER
   if [ -n "$max_foreign" ]; then
     extra=(--max-foreign "$max_foreign")
   fi
-  "$PY" bench/summarize.py "$1" --baseline websockets,ws-sansio,wsguard-redis-w1 --out "$2" "${extra[@]}"
+  "$PY" bench/summarize.py "$1" \
+    --baseline websockets,ws-sansio,wsguard-redis-w1,wsguard-full-against,wsguard-full-against-uvloop \
+    --out "$2" "${extra[@]}"
   {
     echo
     echo "$3 Raw samples: \`$1\` (not committed)."
@@ -98,6 +104,19 @@ if [ "$fds" != unlimited ] && [ "$fds" -lt "$need_fds" ]; then
   exit 1
 fi
 
+shown=(${pass[@]+"${pass[@]}"})  # the command as given, for the summary
+if [ -n "$against" ]; then
+  shown+=(--against "$against")
+  rev="$(git rev-parse --verify --quiet "$against^{commit}")" || {
+    echo "bench/run.sh: --against: no such revision: $against" >&2
+    exit 2
+  }
+  against_dir="$(mktemp -d /tmp/wsguard-bench-against.XXXXXX)"
+  trap 'rm -rf "$against_dir"' EXIT
+  git archive "$rev" src | tar -x -C "$against_dir"
+  pass+=(--against-src "$against_dir/src" --against-rev "$rev")
+fi
+
 mkdir -p bench/results
 stamp="$(date +%Y%m%d-%H%M%S)"
 out="bench/results/bench-$stamp.jsonl"
@@ -117,4 +136,4 @@ if [ "$floor" = 1 ]; then
 fi
 
 write_summary "$out" "$summary" \
-  "Full command: \`bench/run.sh --reps $reps${pass[*]+ ${pass[*]}}\`; wall time $(( (t1 - t0) / 60 )) min $(( (t1 - t0) % 60 )) s."
+  "Full command: \`bench/run.sh --reps $reps${shown[*]+ ${shown[*]}}\`; wall time $(( (t1 - t0) / 60 )) min $(( (t1 - t0) % 60 )) s."

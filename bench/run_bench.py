@@ -46,6 +46,9 @@ CONFIGS = {
     "aiohttp-uvloop": ["--engine", "aiohttp", "--loop", "uvloop"],
     "wsguard-full": ["--engine", "wsguard-full", "--loop", "asyncio"],
     "wsguard-full-uvloop": ["--engine", "wsguard-full", "--loop", "uvloop"],
+    # wsguard-full from another revision's source (--against-src; bench/run.sh --against REV)
+    "wsguard-full-against": ["--engine", "wsguard-full", "--loop", "asyncio"],
+    "wsguard-full-against-uvloop": ["--engine", "wsguard-full", "--loop", "uvloop"],
     "socketio": ["--engine", "socketio", "--loop", "asyncio"],
     "socketio-uvloop": ["--engine", "socketio", "--loop", "uvloop"],
     "fastapi": ["--engine", "fastapi", "--loop", "asyncio"],
@@ -59,6 +62,8 @@ CONFIGS = {
 CONFIG_PROTO = {
     "wsguard-full": "wsguard",
     "wsguard-full-uvloop": "wsguard",
+    "wsguard-full-against": "wsguard",
+    "wsguard-full-against-uvloop": "wsguard",
     "socketio": "socketio",
     "socketio-uvloop": "socketio",
     "wsguard-redis-w1": "wsguard",
@@ -72,6 +77,8 @@ CONFIG_SKIP = {
     "wsguard-uvloop": {"bcast1000", "bcast1000_b16"},
     "wsguard-full": {"echo16k_c8"},
     "wsguard-full-uvloop": {"echo16k_c8"},
+    "wsguard-full-against": {"echo16k_c8"},
+    "wsguard-full-against-uvloop": {"echo16k_c8"},
     "socketio": {"echo16k_c8"},
     "socketio-uvloop": {"echo16k_c8"},
 }
@@ -79,6 +86,7 @@ CONFIG_SKIP = {
 # they run (`wsguard serve` runs no application code, so there is no `bench.bcast` rpc).
 REDIS_CONFIGS = {"wsguard-redis-w1", "wsguard-redis-w2"}
 PUBLISH_OPS_TESTS = {"bcast1000_pub"}
+AGAINST_CONFIGS = {"wsguard-full-against", "wsguard-full-against-uvloop"}
 
 
 def skipped(cfg, test):
@@ -133,13 +141,15 @@ PACKAGES = [
 JWT_SECRET_ENV = "WSGUARD_BENCH_JWT_SECRET"  # noqa: S105 - a variable name
 
 
-def wsguard_source_hash():
-    """A short hash of wsguard's source files: the tree may change between servers."""
-    try:
-        import wsguard
-    except ImportError:
-        return None
-    root = os.path.dirname(os.path.abspath(wsguard.__file__))
+def wsguard_source_hash(root=None):
+    """A short hash of wsguard's source files (those installed, or under ``root``): the tree
+    may change between servers."""
+    if root is None:
+        try:
+            import wsguard
+        except ImportError:
+            return None
+        root = os.path.dirname(os.path.abspath(wsguard.__file__))
     h = hashlib.sha256()
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
@@ -196,7 +206,7 @@ def stop_pid(p, grace=5.0):
         pass
 
 
-def start_server(cfg, port, cpu, logdir):
+def start_server(cfg, port, cpu, logdir, against_src=None):
     args = [
         *("taskset", "-c", str(cpu), PY, os.path.join(HERE, "servers.py")),
         *("--port", str(port), "--max-lifetime", "600"),
@@ -204,7 +214,11 @@ def start_server(cfg, port, cpu, logdir):
     ]
     # The child gets its own copy of the log's descriptor; ours can close right away.
     with open(os.path.join(logdir, f"server-{cfg}-{port}.log"), "a") as log:
-        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, cwd=HERE)
+        env = None
+        if cfg in AGAINST_CONFIGS:
+            # that source tree's wsguard comes first on the path (the editable install after)
+            env = dict(os.environ, PYTHONPATH=against_src)
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, cwd=HERE, env=env)
     r = Reader(p.stdout)
     r.start()
     deadline = time.time() + 30
@@ -416,10 +430,13 @@ def brief(rec):
 
 
 def run_config(out, rep, cfg, port, tests, a, logdir):
-    src = wsguard_source_hash() if cfg.startswith("wsguard") else None
+    if cfg in AGAINST_CONFIGS:
+        src = wsguard_source_hash(os.path.join(a.against_src, "wsguard"))
+    else:
+        src = wsguard_source_hash() if cfg.startswith("wsguard") else None
     try:
         cpus = a.worker_cpus if cfg in REDIS_CONFIGS and a.worker_cpus else str(a.server_cpu)
-        sp = start_server(cfg, port, cpus, logdir)
+        sp = start_server(cfg, port, cpus, logdir, a.against_src)
     except RuntimeError as e:
         rec = {"rep": rep, "config": cfg, "test": "start", "error": str(e)}
         out.write(json.dumps(rec) + "\n")
@@ -476,6 +493,12 @@ def main():
         help="client used for the echo and broadcast tests",
     )
     ap.add_argument("--logdir", help="server logs (default: <out without .jsonl>-logs)")
+    ap.add_argument(
+        "--against-src",
+        help="a src/ directory holding another revision's wsguard package, for the "
+        "wsguard-full-against* configs (bench/run.sh --against REV makes one)",
+    )
+    ap.add_argument("--against-rev", help="the revision --against-src came from (recorded)")
     a = ap.parse_args()
 
     configs = a.configs.split(",")
@@ -488,6 +511,12 @@ def main():
             ap.error(f"unknown test {t!r}; known: {', '.join(TESTS)}")
     if a.server_cpu == a.client_cpu:
         ap.error("--server-cpu and --client-cpu must differ")
+    if any(c in AGAINST_CONFIGS for c in configs):
+        if not a.against_src or not os.path.isfile(
+            os.path.join(a.against_src, "wsguard", "__init__.py")
+        ):
+            ap.error("the wsguard-full-against* configs need --against-src DIR with DIR/wsguard/")
+        a.against_src = os.path.abspath(a.against_src)
     if a.worker_cpus:
         try:
             worker_cpus = {int(c) for c in a.worker_cpus.split(",")}
@@ -522,6 +551,7 @@ def main():
             "server_cpu": a.server_cpu,
             "client_cpu": a.client_cpu,
             "worker_cpus": a.worker_cpus,
+            "against_rev": a.against_rev,
             "echo_client": a.echo_client,
             "argv": sys.argv[1:],
             "loadavg_start": os.getloadavg(),
