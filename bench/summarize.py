@@ -187,7 +187,9 @@ def collect(recs, max_foreign):
             if r.get(side):
                 extra[(r["config"], r["test"], side)].append(r[side]["busy"])
         if r.get("wsguard_src"):
-            extra["all", "all", "wsguard_src"].append(r["wsguard_src"])
+            # the --against configs run another revision's source on purpose
+            side = "against" if r["config"].startswith("wsguard-full-against") else "all"
+            extra[side, "all", "wsguard_src"].append(r["wsguard_src"])
         if fc is not None:
             extra[(r["config"], r["test"], "foreign_cpu")].append(fc)
             extra["all", "all", "foreign_cpu"].append(fc)
@@ -270,6 +272,13 @@ def header(metas, ends, extra, p):
         )
     elif srcs:
         p(f"- wsguard source hash: {srcs[0]} (unchanged during the run)")
+    against = sorted(set(extra.get(("against", "all", "wsguard_src"), [])))
+    if against:
+        revs = sorted({m["against_rev"][:12] for m in metas if m.get("against_rev")})
+        p(
+            f"- `wsguard-full-against*` ran revision {', '.join(revs) or '?'} "
+            f"(source hash {', '.join(against)})"
+        )
     fc = extra.get(("all", "all", "foreign_cpu"))
     if fc:
         busy = sum(1 for x in fc if x > 0.2)
