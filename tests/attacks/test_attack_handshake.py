@@ -513,11 +513,13 @@ async def test_hsk_24_refused_upgrade_closes_the_connection(
 
 
 async def test_hsk_25_frame_pipelined_after_upgrade_is_a_frame(target: AttackTarget) -> None:
-    """HSK-25: a WebSocket frame in the same packet as the upgrade (Pingora CVE-2026-2833)
-    is processed as a frame once the handshake completed: the 101, the welcome, the reply."""
+    """HSK-25: WebSocket frames in the same packet as the upgrade (Pingora CVE-2026-2833)
+    are processed as frames once the handshake completed: the 101, the welcome, the replies
+    (a ping, answered at once, and an rpc, which the session runs when that read ends)."""
     client = await connect(target)
     ping = frame(OP_TEXT, orjson.dumps({"id": 1, "op": "ping"}))
-    await client.send(request(query=query_ticket(target)) + ping)
+    rpc = frame(OP_TEXT, orjson.dumps({"id": 2, "op": "rpc", "method": "hsk25.none"}))
+    await client.send(request(query=query_ticket(target)) + ping + rpc)
     response = await client.read_response(3.0)
     assert response.status == 101, response.raw
     _, welcome = await client.read_frame(3.0)
@@ -525,6 +527,13 @@ async def test_hsk_25_frame_pipelined_after_upgrade_is_a_frame(target: AttackTar
     opcode, payload = await client.read_frame(3.0)
     assert opcode == OP_TEXT
     assert orjson.loads(payload) == {"id": 1, "ok": True, "result": {}}
+    opcode, payload = await client.read_frame(3.0)
+    assert opcode == OP_TEXT
+    assert orjson.loads(payload) == {
+        "id": 2,
+        "ok": False,
+        "error": {"code": 404, "reason": "unknown_method", "message": "unknown method"},
+    }
 
 
 @pytest.mark.parametrize("credential", ["ticket", "jwt", "none"])

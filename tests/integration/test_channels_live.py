@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import jwt
 import orjson
 import pytest
@@ -715,3 +716,31 @@ async def test_metrics_count_connections_messages_and_refusals(channel_server, c
     assert samples[("wsguard_publications_total", ())] == 1
     key = ("wsguard_rejections_total", (("reason", "forbidden"), ("stage", "message")))
     assert samples[key] == 1
+
+
+async def test_an_rpc_handler_runs_in_a_task_from_its_first_step(start_server, clients):
+    """The session runs a read's ops as soon as the read ends, in a task started eagerly: a
+    handler sees that task from its first line, so libraries that need the current task
+    (aiohttp's timeouts, asyncio.timeout) work before and after its first wait."""
+    server = await start_server(auth={"required": False}, channels=[PUBLIC])
+    seen: list[bool] = []
+
+    @server.rpc("fetch", allow=("anonymous",))
+    async def fetch(ctx: Any, data: Any) -> Any:
+        seen.append(asyncio.current_task() is not None)
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            http.get(f"http://127.0.0.1:{server.port}/healthz") as response,
+        ):
+            body = await response.text()
+        seen.append(asyncio.current_task() is not None)
+        return {"status": response.status, "body": body}
+
+    client = await clients(server.port)
+    reply = await client.call("rpc", method="fetch")
+    assert (reply["ok"], reply.get("result")) == (
+        True,
+        {"status": 200, "body": '{"status":"ok"}\n'},
+    )
+    assert seen == [True, True]

@@ -252,8 +252,19 @@ class Recorder:
         return True
 
 
+class ReadRecorder(Recorder):
+    """A Recorder that also records the end of each read."""
+
+    def on_read_end(self) -> None:
+        self.got.append("read end")
+
+
 async def run_stream(
-    chunks: list[bytes], *, fast: bool, monkeypatch: pytest.MonkeyPatch
+    chunks: list[bytes],
+    *,
+    fast: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    session: type[Recorder] = Recorder,
 ) -> tuple[bytes, bool, list[object], bool]:
     from wsguard.server import frames
     from wsguard.settings import LimitsConfig
@@ -265,7 +276,7 @@ async def run_stream(
     )
     server = Server(settings, audit=AuditLog(logger=logging.getLogger("test.listener.audit")))
     got: list[object] = []
-    server._state.session_factory = lambda conn: Recorder(conn, got)  # type: ignore[assignment,arg-type,return-value]
+    server._state.session_factory = lambda conn: session(conn, got)  # type: ignore[assignment,arg-type,return-value]
     with monkeypatch.context() as patch:
         if not fast:
             patch.setattr(frames, "core_between_frames", lambda proto: False)
@@ -326,6 +337,38 @@ async def test_fast_path_delivers_each_message_once_in_order(
     assert took_fast
     assert got == ["first", *(f"m{i}" for i in range(50)), ("closed", None)]
     assert written == b"".join(bytes((0x81, len(t))) + t.encode() for t in got[:-1])  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast path", "core"])
+async def test_the_session_hears_the_end_of_each_read_after_its_messages(
+    fast: bool, audit: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frames_ = [masked(0x81, t) for t in (b"first", b"a", b"b", b"c", b"d", b"e")]
+    half = len(frames_[5]) // 2
+    chunks = [
+        frames_[0],
+        frames_[1] + frames_[2] + frames_[3],  # three messages in one read
+        frames_[4] + frames_[5][:half],  # one and a half
+        frames_[5][half:],
+    ]
+    _, _, got, took_fast = await run_stream(
+        chunks, fast=fast, monkeypatch=monkeypatch, session=ReadRecorder
+    )
+    assert took_fast is fast
+    assert got == [
+        "read end",  # the handshake's read: the session opened in it, with nothing queued
+        "first",
+        "read end",
+        "a",
+        "b",
+        "c",
+        "read end",
+        "d",
+        "read end",
+        "e",
+        "read end",
+        ("closed", None),
+    ]
 
 
 @pytest.mark.parametrize(
