@@ -59,16 +59,26 @@ else:  # Python 3.11
                 return self._coro.send(value)
             self._first = None
             kind, outcome = first
+            del first
             if kind == _YIELDED:
                 return outcome  # the task waits on it as the coroutine asked
             if kind == _RETURNED:
                 raise StopIteration(outcome)
-            raise outcome
+            try:
+                raise outcome
+            finally:
+                del outcome  # this frame keeps no reference to its own exception (no cycle)
 
         def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
             first, self._first = self._first, None
-            if first is not None and first[0] != _YIELDED:
-                raise typ if val is None else val  # it finished already: nothing to reach
+            if first is not None:
+                kind, outcome = first
+                if kind != _YIELDED:
+                    raise typ if val is None else val  # it finished already: nothing to reach
+                if isinstance(outcome, asyncio.Future):
+                    # Cancelled before the task waited on it: cancel what the coroutine waits
+                    # on, as Task.cancel() cancels the future a task waits on.
+                    outcome.cancel()
             if val is None and tb is None:
                 return self._coro.throw(typ)
             return self._coro.throw(typ, val, tb)  # pragma: no cover (asyncio passes one)
@@ -99,7 +109,12 @@ else:  # Python 3.11
             rest._first = (_RAISED, exc)
             raise
         except BaseException as exc:  # stored in the task, as a task's step stores it
-            rest._first = (_RAISED, exc)
+            # Without this frame in its traceback (and no traceback left in its locals): the
+            # frame holds the task, which would hold the exception, a cycle only the collector
+            # frees; a failed task would then be reported late, from inside a collection.
+            tb = exc.__traceback__
+            rest._first = (_RAISED, exc.with_traceback(tb.tb_next if tb is not None else None))
+            del tb
         finally:
             _leave_task(loop, task)
         return None
