@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
-import sys
 from typing import Any
 
 import pytest
@@ -136,10 +135,6 @@ async def test_an_exception_in_the_first_step_is_the_tasks_not_the_callers():
     assert task_at_return is None  # finished: start_eagerly itself did not raise
 
 
-@pytest.mark.skipif(
-    sys.version_info >= (3, 12),
-    reason="3.12's own eager_start leaves a task that failed in its eager step to the collector",
-)
 async def test_a_first_step_that_raises_leaves_no_cycle_and_the_error_is_reported():
     # The task holding the exception must not wait for the garbage collector: freed by
     # reference counting, asyncio reports "never retrieved" at once (a cycle left it to a

@@ -33,7 +33,12 @@ if sys.version_info >= (3, 12):
         """Run ``coro`` as a task whose first step runs now; ``None`` when that step finished it
         (its result or exception is dropped, as a task nobody awaits drops it)."""
         task = asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True)
-        return None if task.done() else task
+        if not task.done():
+            return task
+        # A step that raised left this frame in the traceback (as the coroutine's caller): its
+        # locals must not hold the task, or task and exception wait for the collector.
+        del task
+        return None
 
 else:  # Python 3.11
     # asyncio's own bookkeeping of the current task (what Task.__step uses): there is no public
