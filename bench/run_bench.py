@@ -46,9 +46,6 @@ CONFIGS = {
     "aiohttp-uvloop": ["--engine", "aiohttp", "--loop", "uvloop"],
     "wsguard-full": ["--engine", "wsguard-full", "--loop", "asyncio"],
     "wsguard-full-uvloop": ["--engine", "wsguard-full", "--loop", "uvloop"],
-    # wsguard-full from another revision's source (--against-src; bench/run.sh --against REV)
-    "wsguard-full-against": ["--engine", "wsguard-full", "--loop", "asyncio"],
-    "wsguard-full-against-uvloop": ["--engine", "wsguard-full", "--loop", "uvloop"],
     "socketio": ["--engine", "socketio", "--loop", "asyncio"],
     "socketio-uvloop": ["--engine", "socketio", "--loop", "uvloop"],
     "fastapi": ["--engine", "fastapi", "--loop", "asyncio"],
@@ -62,8 +59,6 @@ CONFIGS = {
 CONFIG_PROTO = {
     "wsguard-full": "wsguard",
     "wsguard-full-uvloop": "wsguard",
-    "wsguard-full-against": "wsguard",
-    "wsguard-full-against-uvloop": "wsguard",
     "socketio": "socketio",
     "socketio-uvloop": "socketio",
     "wsguard-redis-w1": "wsguard",
@@ -77,8 +72,6 @@ CONFIG_SKIP = {
     "wsguard-uvloop": {"bcast1000", "bcast1000_b16"},
     "wsguard-full": {"echo16k_c8"},
     "wsguard-full-uvloop": {"echo16k_c8"},
-    "wsguard-full-against": {"echo16k_c8"},
-    "wsguard-full-against-uvloop": {"echo16k_c8"},
     "socketio": {"echo16k_c8"},
     "socketio-uvloop": {"echo16k_c8"},
 }
@@ -86,7 +79,16 @@ CONFIG_SKIP = {
 # they run (`wsguard serve` runs no application code, so there is no `bench.bcast` rpc).
 REDIS_CONFIGS = {"wsguard-redis-w1", "wsguard-redis-w2"}
 PUBLISH_OPS_TESTS = {"bcast1000_pub"}
-AGAINST_CONFIGS = {"wsguard-full-against", "wsguard-full-against-uvloop"}
+# The configs above run from another revision's source (--against-src; bench/run.sh --against
+# REV), each exactly as the config it names.
+AGAINST_CONFIGS = {
+    "wsguard-full-against": "wsguard-full",
+    "wsguard-full-against-uvloop": "wsguard-full-uvloop",
+}
+for _cfg, _base in AGAINST_CONFIGS.items():
+    CONFIGS[_cfg] = CONFIGS[_base]
+    CONFIG_PROTO[_cfg] = CONFIG_PROTO[_base]
+    CONFIG_SKIP[_cfg] = CONFIG_SKIP[_base]
 
 
 def skipped(cfg, test):

@@ -87,12 +87,27 @@ def session(principal: Principal = ALICE, broker: MemoryBroker | None = None) ->
     return conn
 
 
+def from_a_read(conn: FakeConn, *messages: dict[str, Any]) -> asyncio.Future[list[dict[str, Any]]]:
+    """Deliver messages from a loop callback, as a read does; the replies sent by the time the
+    callback returned (before any other loop pass)."""
+    loop = asyncio.get_running_loop()
+    replies: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
+
+    def read() -> None:
+        before = len(conn.sent)
+        for message in messages:
+            conn.session.on_text(orjson.dumps(message).decode())  # type: ignore[attr-defined]
+        conn.session.on_read_end()  # type: ignore[attr-defined]
+        replies.set_result(conn.sent[before:])
+
+    loop.call_soon(read)
+    return replies
+
+
 async def send(conn: FakeConn, *messages: dict[str, Any]) -> list[dict[str, Any]]:
     """Deliver messages as one read delivers them, let the session drain, return the replies."""
     before = len(conn.sent)
-    for message in messages:
-        conn.session.on_text(orjson.dumps(message).decode())  # type: ignore[attr-defined]
-    conn.session.on_read_end()  # type: ignore[attr-defined]
+    await from_a_read(conn, *messages)
     for _ in range(5):
         await asyncio.sleep(0)
     return conn.sent[before:]
@@ -195,23 +210,6 @@ async def test_a_bug_in_an_op_closes_with_1011() -> None:
     conn.services.rpc.register("boom", echo, converter=BrokenConverter())
     await send(conn, {"id": 1, "op": "rpc", "method": "boom"}, {"id": 2, "op": "ping"})
     assert conn.closed == (1011, "internal error")
-
-
-def from_a_read(conn: FakeConn, *messages: dict[str, Any]) -> asyncio.Future[list[dict[str, Any]]]:
-    """Deliver messages from a loop callback, as a read does; the replies sent by the time the
-    callback returned (before any other loop pass)."""
-    loop = asyncio.get_running_loop()
-    replies: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
-
-    def read() -> None:
-        before = len(conn.sent)
-        for message in messages:
-            conn.session.on_text(orjson.dumps(message).decode())  # type: ignore[attr-defined]
-        conn.session.on_read_end()  # type: ignore[attr-defined]
-        replies.set_result(conn.sent[before:])
-
-    loop.call_soon(read)
-    return replies
 
 
 async def test_ops_that_do_not_wait_are_answered_within_the_read() -> None:
