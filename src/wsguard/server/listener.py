@@ -264,14 +264,10 @@ class WsConnection(asyncio.Protocol):
             # Compressed frames differ per connection: frame this one ourselves.
             self.send_text(payload)
             return False
-        transport = self._transport
-        if transport is None:
+        if self._transport is None:
             return False
-        if transport.get_write_buffer_size() > self._state.limits.max_send_queue_bytes:
-            # Same rule as _write: what the kernel would not take is past the bound; this
-            # consumer gets nothing more but the close frame (queued behind its data).
-            self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
-            return False
+        # No check of the transport's buffer here: every write goes through _write, which closes
+        # a consumer whose buffer passed the bound right after that write, so it is not OPEN.
         outbox = self._outbox
         self._outbox_bytes += len(frame)
         if outbox is None:
