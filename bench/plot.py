@@ -23,7 +23,7 @@ PANELS = [
     ("echo16k_c8", "mbytes_per_s", "echo 16 KiB, 8 conns (MB/s)", False),
     ("latency2k", "p99_us", "p99 latency at 2,000 msg/s", True),
     ("bcast1000", "deliveries_per_s", "fan-out to 1,000, 1 publication/pass", False),
-    ("bcast1000_b16", "deliveries_per_s", "fan-out to 1,000, 16 publications/pass", False),
+    ("bcast1000_b16", "deliveries_per_s", "fan-out to 1,000,\n16 publications/pass", False),
     ("idle5000", "rss_per_conn_bytes", "RSS per idle connection", True),
     ("idle5000", "handshakes_per_s", "handshakes/s", False),
     ("idlecpu1000", "idle_cpu_percent_schedstat", "server CPU, 1,000 idle connections", True),

@@ -2,7 +2,7 @@
 # Run the WebSocket engine benchmark and write its summary.
 #
 #   bench/run.sh [--reps N] [--configs a,b] [--tests x,y] [--server-cpu 0] [--client-cpu 1] [--worker-cpus 0,1]
-#                [--max-foreign CORES] [--floor] [--against REV]
+#                [--max-foreign CORES] [--floor] [--against REV] [--compiled]
 #   bench/run.sh --resummarize bench/results/bench-<stamp>.jsonl   (no measuring)
 #
 # Defaults: 3 repetitions of wsguard, wsguard-uvloop, websockets, websockets-uvloop, ws-sansio,
@@ -12,6 +12,8 @@
 # --floor also builds floor.c into /tmp and records the machine's floor (C, ~1 min).
 # --against REV exports git revision REV's src/ into /tmp (removed at exit) for the configs
 # wsguard-full-against and wsguard-full-against-uvloop: the working tree against REV, one run.
+# --compiled builds this tree with WSGUARD_COMPILE=1 (mypyc, setup.py) into /tmp (removed at
+# exit) for the configs wsguard-full-compiled and wsguard-full-compiled-uvloop.
 # The summary repeats its overview over the samples taken while other processes used at most
 # 0.2 cores (--max-foreign drops the others everywhere instead).
 # Creates nothing outside bench/results/ and /tmp. Loopback (127.0.0.1) only.
@@ -24,6 +26,8 @@ floor=0
 max_foreign=""
 resummarize=""
 against=""
+compiled=0
+more_baselines=""  # --compiled adds wsguard-full and wsguard-full-uvloop
 pass=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -35,7 +39,8 @@ while [ $# -gt 0 ]; do
     --floor) floor=1; shift ;;
     --resummarize) resummarize="$2"; shift 2 ;;
     --against) against="$2"; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --compiled) compiled=1; shift ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -55,7 +60,7 @@ write_summary() {  # write_summary RAW.jsonl SUMMARY.md FOOTER
     extra=(--max-foreign "$max_foreign")
   fi
   "$PY" bench/summarize.py "$1" \
-    --baseline websockets,ws-sansio,wsguard-redis-w1,wsguard-full-against,wsguard-full-against-uvloop \
+    --baseline "websockets,ws-sansio,wsguard-redis-w1,wsguard-full-against,wsguard-full-against-uvloop$more_baselines" \
     --out "$2" "${extra[@]}"
   {
     echo
@@ -115,6 +120,25 @@ if [ -n "$against" ]; then
   trap 'rm -rf "$against_dir"' EXIT
   git archive "$rev" src | tar -x -C "$against_dir"
   pass+=(--against-src "$against_dir/src" --against-rev "$rev")
+fi
+
+if [ "$compiled" = 1 ]; then
+  shown+=(--compiled)
+  compiled_dir="$(mktemp -d /tmp/wsguard-bench-compiled.XXXXXX)"
+  trap 'rm -rf "$compiled_dir" ${against_dir:+"$against_dir"}' EXIT
+  echo "== building the compiled package (WSGUARD_COMPILE=1, ~1-2 min) into $compiled_dir"
+  if ! WSGUARD_COMPILE=1 "$PY" -m pip install --quiet --no-build-isolation --no-deps \
+      --target "$compiled_dir" . > "$compiled_dir.log" 2>&1; then
+    cat "$compiled_dir.log" >&2
+    rm -f "$compiled_dir.log"
+    echo "bench/run.sh: the compiled build failed (needs mypy, setuptools>=77, wheel and gcc:" \
+         "the dev extra and the Python headers)" >&2
+    exit 1
+  fi
+  rm -f "$compiled_dir.log"
+  # the build leaves its C sources in build/ (gitignored); the package is all we keep
+  pass+=(--compiled-src "$compiled_dir")
+  more_baselines=",wsguard-full,wsguard-full-uvloop"
 fi
 
 mkdir -p bench/results

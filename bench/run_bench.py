@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -85,7 +86,12 @@ AGAINST_CONFIGS = {
     "wsguard-full-against": "wsguard-full",
     "wsguard-full-against-uvloop": "wsguard-full-uvloop",
 }
-for _cfg, _base in AGAINST_CONFIGS.items():
+# ... and from the compiled build of this tree (--compiled-src; bench/run.sh --compiled).
+COMPILED_CONFIGS = {
+    "wsguard-full-compiled": "wsguard-full",
+    "wsguard-full-compiled-uvloop": "wsguard-full-uvloop",
+}
+for _cfg, _base in (AGAINST_CONFIGS | COMPILED_CONFIGS).items():
     CONFIGS[_cfg] = CONFIGS[_base]
     CONFIG_PROTO[_cfg] = CONFIG_PROTO[_base]
     CONFIG_SKIP[_cfg] = CONFIG_SKIP[_base]
@@ -208,7 +214,16 @@ def stop_pid(p, grace=5.0):
         pass
 
 
-def start_server(cfg, port, cpu, logdir, against_src=None):
+def alt_source(cfg, a):
+    """The src/ directory ``cfg`` runs from instead of the installed wsguard, or None."""
+    if cfg in AGAINST_CONFIGS:
+        return a.against_src
+    if cfg in COMPILED_CONFIGS:
+        return a.compiled_src
+    return None
+
+
+def start_server(cfg, port, cpu, logdir, alt_src=None):
     args = [
         *("taskset", "-c", str(cpu), PY, os.path.join(HERE, "servers.py")),
         *("--port", str(port), "--max-lifetime", "600"),
@@ -217,9 +232,9 @@ def start_server(cfg, port, cpu, logdir, against_src=None):
     # The child gets its own copy of the log's descriptor; ours can close right away.
     with open(os.path.join(logdir, f"server-{cfg}-{port}.log"), "a") as log:
         env = None
-        if cfg in AGAINST_CONFIGS:
+        if alt_src is not None:
             # that source tree's wsguard comes first on the path (the editable install after)
-            env = dict(os.environ, PYTHONPATH=against_src)
+            env = dict(os.environ, PYTHONPATH=alt_src)
         p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, cwd=HERE, env=env)
     r = Reader(p.stdout)
     r.start()
@@ -432,13 +447,14 @@ def brief(rec):
 
 
 def run_config(out, rep, cfg, port, tests, a, logdir):
-    if cfg in AGAINST_CONFIGS:
-        src = wsguard_source_hash(os.path.join(a.against_src, "wsguard"))
+    alt_src = alt_source(cfg, a)
+    if alt_src is not None:
+        src = wsguard_source_hash(os.path.join(alt_src, "wsguard"))
     else:
         src = wsguard_source_hash() if cfg.startswith("wsguard") else None
     try:
         cpus = a.worker_cpus if cfg in REDIS_CONFIGS and a.worker_cpus else str(a.server_cpu)
-        sp = start_server(cfg, port, cpus, logdir, a.against_src)
+        sp = start_server(cfg, port, cpus, logdir, alt_src)
     except RuntimeError as e:
         rec = {"rep": rep, "config": cfg, "test": "start", "error": str(e)}
         out.write(json.dumps(rec) + "\n")
@@ -501,6 +517,11 @@ def main():
         "wsguard-full-against* configs (bench/run.sh --against REV makes one)",
     )
     ap.add_argument("--against-rev", help="the revision --against-src came from (recorded)")
+    ap.add_argument(
+        "--compiled-src",
+        help="a directory holding this tree's compiled build (WSGUARD_COMPILE=1), for the "
+        "wsguard-full-compiled* configs (bench/run.sh --compiled makes one)",
+    )
     a = ap.parse_args()
 
     configs = a.configs.split(",")
@@ -519,6 +540,15 @@ def main():
         ):
             ap.error("the wsguard-full-against* configs need --against-src DIR with DIR/wsguard/")
         a.against_src = os.path.abspath(a.against_src)
+    if any(c in COMPILED_CONFIGS for c in configs):
+        if not a.compiled_src or not glob.glob(
+            os.path.join(a.compiled_src, "wsguard", "server", "listener.*.so")
+        ):
+            ap.error(
+                "the wsguard-full-compiled* configs need --compiled-src DIR holding a compiled"
+                " build (DIR/wsguard/server/listener.*.so)"
+            )
+        a.compiled_src = os.path.abspath(a.compiled_src)
     if a.worker_cpus:
         try:
             worker_cpus = {int(c) for c in a.worker_cpus.split(",")}
@@ -554,6 +584,7 @@ def main():
             "client_cpu": a.client_cpu,
             "worker_cpus": a.worker_cpus,
             "against_rev": a.against_rev,
+            "compiled": a.compiled_src is not None,
             "echo_client": a.echo_client,
             "argv": sys.argv[1:],
             "loadavg_start": os.getloadavg(),
