@@ -1,12 +1,14 @@
 """Build hook for the optional compiled build (metadata lives in pyproject.toml).
 
 By default wsguard builds as pure Python. With ``WSGUARD_COMPILE=1`` the modules every message
-and publication goes through are compiled to C extensions with mypyc (part of mypy):
+and publication goes through are compiled to C extensions with mypyc (part of mypy), which
+type-checks them against the installed dependencies, so those come first:
 
-    pip install mypy setuptools wheel
-    WSGUARD_COMPILE=1 pip install --no-build-isolation .
+    pip install . mypy 'setuptools>=77' wheel
+    WSGUARD_COMPILE=1 pip install --no-build-isolation --no-deps --force-reinstall .
 
-What it changes and what it measured: docs/performance.md, "The compiled build".
+What it changes and what it measured: docs/performance.md, "Making your deployment faster" and
+"2026-12-03 (afternoon)".
 """
 
 import os
@@ -37,8 +39,8 @@ def ext_modules() -> list[object]:
     except ImportError:
         raise SystemExit(
             "WSGUARD_COMPILE=1 needs mypyc (part of mypy) where the package is built: "
-            "pip install mypy setuptools wheel, then "
-            "WSGUARD_COMPILE=1 pip install --no-build-isolation ."
+            "pip install . mypy 'setuptools>=77' wheel, then "
+            "WSGUARD_COMPILE=1 pip install --no-build-isolation --no-deps --force-reinstall ."
         ) from None
     # The modules they import are type-checked too, but their errors are not reported: the
     # optional extras (redis, msgspec, pydantic) need not be installed to build.
