@@ -19,11 +19,15 @@ from setuptools import setup
 # per connection or less, and some use what mypyc does not compile faithfully (dataclasses
 # with ClassVar fields, mypyc/mypyc#1122, in core/envelope.py).
 COMPILED_MODULES = [
+    "src/wsguard/core/authz.py",
     "src/wsguard/core/codec.py",
     "src/wsguard/core/limits.py",
+    "src/wsguard/core/pipeline.py",
+    "src/wsguard/core/schema.py",
     "src/wsguard/server/frames.py",
     "src/wsguard/server/hub.py",
     "src/wsguard/server/listener.py",
+    "src/wsguard/server/rpc.py",
     "src/wsguard/server/session.py",
 ]
 
