@@ -127,16 +127,7 @@ if [ "$compiled" = 1 ]; then
   compiled_dir="$(mktemp -d /tmp/wsguard-bench-compiled.XXXXXX)"
   trap 'rm -rf "$compiled_dir" ${against_dir:+"$against_dir"}' EXIT
   echo "== building the compiled package (WSGUARD_COMPILE=1, ~1-2 min) into $compiled_dir"
-  if ! WSGUARD_COMPILE=1 "$PY" -m pip install --quiet --no-build-isolation --no-deps \
-      --target "$compiled_dir" . > "$compiled_dir.log" 2>&1; then
-    cat "$compiled_dir.log" >&2
-    rm -f "$compiled_dir.log"
-    echo "bench/run.sh: the compiled build failed (needs mypy, setuptools>=77, wheel and gcc:" \
-         "the dev extra and the Python headers)" >&2
-    exit 1
-  fi
-  rm -f "$compiled_dir.log"
-  # the build leaves its C sources in build/ (gitignored); the package is all we keep
+  bash scripts/build-compiled "$compiled_dir"
   pass+=(--compiled-src "$compiled_dir")
   more_baselines=",wsguard-full,wsguard-full-uvloop"
 fi

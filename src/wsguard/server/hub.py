@@ -182,9 +182,8 @@ class Hub:
             if member.push_frame(frame, payload):
                 dirty.append(member)  # _mark_dirty's append, one call less per subscriber
             sent += 1
-        if dirty and not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        if dirty:
+            self._schedule_flush()
         self._metrics.messages_sent(sent)
         self._metrics.observe_fanout(self._clock() - started)
 
@@ -197,6 +196,10 @@ class Hub:
 
     def _mark_dirty(self, member: Member) -> None:
         self._dirty.append(member)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """Flush the dirty members once, at the end of this event loop pass."""
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
