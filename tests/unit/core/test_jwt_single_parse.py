@@ -226,3 +226,78 @@ def test_a_short_hand_built_secret_is_still_refused_by_the_key_length_check():
     short = JwtVerifier(JwtKeys((JwtKey(b"k" * 16, "oct", frozenset({"HS256"})),)), ("HS256",))
     token = hs256({"alg": "HS256"}, b'{"sub":"alice","exp":1800000000}', b"k" * 16)
     assert short.verify(token, NOW) == Reject(401, "Unauthorized", "malformed_token")
+
+
+# ---------------------------------------------------------------- the same results, in C calls
+
+SEGMENT_BYTES = st.binary(max_size=48) | st.text(
+    alphabet="ABCabcxyz019-_=+/!. \n\x00é", max_size=48
+).map(lambda text: text.encode())
+
+
+def _outcome(decode: Any, segment: bytes) -> bytes | str:
+    try:
+        return decode(segment, "payload")
+    except jwt.DecodeError as exc:
+        return f"DecodeError: {exc}"
+
+
+@hypothesis_settings(max_examples=1000, deadline=None)
+@given(SEGMENT_BYTES)
+def test_segments_decode_or_fail_exactly_as_pyjwt_decodes_them(segment: bytes):
+    assert _outcome(wsjwt._decode_segment, segment) == _outcome(
+        PyJWS._decode_base64url_segment, segment
+    )
+
+
+@pytest.mark.parametrize(
+    ("segment", "expected"),
+    [
+        (b"YWJj", b"abc"),
+        (b"YWI", b"ab"),
+        (b"YWI=", b"ab"),  # padding some issuers send (AWS ALB)
+        (b"YQ==", b"a"),
+        (b"_-8", b"\xff\xef"),
+        (b"", b""),
+        (b"YQ===", "DecodeError: Invalid payload padding"),  # three '='
+        (b"YWI==", "DecodeError: Invalid payload padding"),  # padded to a non-multiple of 4
+        (b"YWJjZ", "DecodeError: Invalid payload padding"),  # one character past a multiple
+        (b"YR", "DecodeError: Invalid payload padding"),  # stray bits: not the canonical "YQ"
+        (b"YW+j", "DecodeError: Invalid payload padding"),  # standard base64, not base64url
+        (b"YW j", "DecodeError: Invalid payload padding"),
+        (b"Y=Q=", "DecodeError: Invalid payload padding"),  # '=' inside
+    ],
+)
+def test_segment_cases(segment: bytes, expected: bytes | str):
+    assert _outcome(wsjwt._decode_segment, segment) == expected
+    assert _outcome(PyJWS._decode_base64url_segment, segment) == expected
+
+
+def test_tokens_with_padded_or_non_canonical_segments_decide_as_pyjwt_did():
+    token = jwt.encode({"sub": "alice", "exp": NOW + 60, "aud": "api", "iss": "idp"}, SECRET)
+    head, body, signature = token.split(".")
+    padded = ".".join(part + "=" * (-len(part) % 4) for part in (head, body, signature))
+    # Padding the signature leaves the signed input as it was: still alice's token.
+    padded_signature = f"{head}.{body}.{signature}="
+    assert padded != token
+    for candidate in (padded, padded_signature, f"{head}.{body}A.{signature}"):
+        _same(candidate)
+    assert VERIFIERS[0].verify(padded_signature, NOW) == Principal(
+        "alice", "jwt", expires_at=NOW + 60
+    )
+    assert VERIFIERS[0].verify(padded, NOW) == Reject(401, "Unauthorized", "bad_signature")
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    key=st.binary(max_size=80),
+    message=st.binary(max_size=200),
+    alg=st.sampled_from([HMACAlgorithm.SHA256, HMACAlgorithm.SHA384, HMACAlgorithm.SHA512]),
+)
+def test_hmac_sign_verify_and_key_length_answer_as_pyjwt(key: bytes, message: bytes, alg: Any):
+    ours, theirs = wsjwt._HmacAlgorithm(alg), HMACAlgorithm(alg)
+    signature = theirs.sign(message, key)
+    assert ours.sign(message, key) == signature
+    assert ours.verify(message, key, signature) is True
+    assert ours.verify(message, key, signature[:-1] + bytes([signature[-1] ^ 1])) is False
+    assert ours.check_key_length(key) == theirs.check_key_length(key)

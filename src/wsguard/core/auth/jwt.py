@@ -11,6 +11,8 @@ and no token text; nothing raises on bad input.
 
 from __future__ import annotations
 
+import binascii
+import hmac
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -82,12 +84,67 @@ class _CheckedSecret(bytes):
 
 
 class _HmacAlgorithm(HMACAlgorithm):
-    """``HMACAlgorithm`` that skips re-checking a ``_CheckedSecret``; any other key is checked."""
+    """``HMACAlgorithm`` with the same results, for less work per token.
+
+    - ``prepare_key`` skips re-checking a ``_CheckedSecret``; any other key is checked.
+    - ``check_key_length`` reads the digest size fixed at construction; PyJWT builds a hash
+      object on every call to read it. A short key gets PyJWT's own message.
+    - ``sign`` is OpenSSL's one-shot ``hmac.digest``, without an ``hmac.HMAC`` object per
+      token; ``verify`` (PyJWT's: ``compare_digest`` against ``sign``) is unchanged.
+    """
+
+    def __init__(self, hash_alg: Any) -> None:
+        super().__init__(hash_alg)
+        digest = hash_alg()
+        self._digest_name: str = digest.name
+        self._min_key_length: int = digest.digest_size
 
     def prepare_key(self, key: str | bytes) -> bytes:
         if type(key) is _CheckedSecret:
             return key
         return super().prepare_key(key)
+
+    def check_key_length(self, key: bytes) -> str | None:
+        if len(key) >= self._min_key_length:
+            return None
+        return super().check_key_length(key)
+
+    def sign(self, msg: bytes, key: bytes) -> bytes:
+        return hmac.digest(key, msg, self._digest_name)
+
+
+_BASE64URL: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_FROM_URLSAFE: Final = bytes.maketrans(b"-_", b"+/")
+_TO_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
+
+
+def _decode_segment(segment: bytes, name: str) -> bytes:
+    """PyJWT's ``PyJWS._decode_base64url_segment``, with the same rules and results, in C calls.
+
+    PyJWT (2.13+) tests each byte of a segment against the alphabet in a Python generator; here
+    ``bytes.translate`` deletes the alphabet and anything left over is refused. The rules: at
+    most two ``=`` of padding, and only on a segment whose length is a multiple of 4; no byte
+    outside the base64url alphabet; not one character past a multiple of 4; and the canonical
+    encoding (no stray bits in the last character). Every refusal is PyJWT's ``DecodeError``
+    with its message.
+    """
+    stripped = segment.rstrip(b"=")
+    padding = len(segment) - len(stripped)
+    if (
+        padding > 2
+        or (padding and len(segment) % 4)
+        or len(stripped) % 4 == 1
+        or stripped.translate(None, _BASE64URL)
+    ):
+        raise jwt.DecodeError(f"Invalid {name} padding")
+    padded = stripped.translate(_FROM_URLSAFE) + b"=" * (-len(stripped) % 4)
+    try:
+        decoded = binascii.a2b_base64(padded)
+    except binascii.Error as err:  # pragma: no cover - the checks above rule it out
+        raise jwt.DecodeError(f"Invalid {name} padding") from err
+    if binascii.b2a_base64(decoded, newline=False).translate(_TO_URLSAFE).rstrip(b"=") != stripped:
+        raise jwt.DecodeError(f"Invalid {name} padding")
+    return decoded
 
 
 class _Jws(PyJWS):
@@ -99,7 +156,11 @@ class _Jws(PyJWS):
     the first one's result, so every check still runs, in the same order, on the same values.
     ``_load`` is a pure function of the token, so a reused result is always the one PyJWT
     would compute; if PyJWT stops calling ``_load``, tokens are simply parsed twice again.
+    Its segments are decoded by ``_decode_segment`` (the same rules, in C calls); if PyJWT
+    stops calling ``_decode_base64url_segment``, its own decoding runs.
     """
+
+    _decode_base64url_segment = staticmethod(_decode_segment)
 
     def __init__(self) -> None:
         super().__init__(options=_SIGNATURE_ONLY)
