@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import struct
 from typing import Any
 
 import orjson
 import pytest
 from websockets.asyncio.client import connect
+from websockets.http11 import Request
 
 from support.rawws import (
     OP_BINARY,
@@ -120,6 +122,42 @@ async def test_close_between_fragments_is_a_normal_close(start_server):
     await client.send(frame(OP_TEXT, b"fragment1", fin=False))
     await client.send(frame(OP_CLOSE, struct.pack("!H", 1000)))
     await client.send(frame(OP_CONT, b"fragment2", fin=True))
+    assert await client.read_until_close() == 1000
+
+
+def _upgrade_requests_alive() -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if type(o) is Request)
+
+
+async def test_an_open_connection_keeps_no_upgrade_request(start_server):
+    """The core's parser drops the parsed request once the 101 is out (about 3 KB a socket)."""
+    server = await echo_server(start_server)
+    before = _upgrade_requests_alive()
+    clients = [await open_raw(server.port, welcome=False) for _ in range(5)]
+    assert _upgrade_requests_alive() == before
+    for n, client in enumerate(clients):
+        await client.send(frame(OP_TEXT, f"still parsed {n}".encode()))
+        assert await client.read_frame() == (OP_TEXT, f"still parsed {n}".encode())
+        client.close()
+
+
+@pytest.mark.parametrize("split", [0, 3], ids=["whole-frame", "partial-frame"])
+async def test_frames_in_the_read_of_the_request_are_parsed_whole_or_split(
+    start_server, split: int
+):
+    """A frame right behind the request head (whole, or cut after ``split`` bytes of the next
+    one) is answered after the 101, in order, whichever parser reads the rest."""
+    server = await echo_server(start_server)
+    client = await RawClient.connect(server.port)
+    first, second = frame(OP_TEXT, b"first"), frame(OP_TEXT, b"second")
+    head = second[:split] if split else b""
+    await client.send(handshake_bytes(server.port) + first + head)
+    assert (await client.read_response()).status == 101
+    assert await client.read_frame() == (OP_TEXT, b"first")
+    await client.send(second[split:] if split else second)
+    assert await client.read_frame() == (OP_TEXT, b"second")
+    await client.send(frame(OP_CLOSE, struct.pack("!H", 1000)))
     assert await client.read_until_close() == 1000
 
 

@@ -8,11 +8,14 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
 
 from wsguard.codes import CloseCode
 from wsguard.core.limits import TokenBucket
 from wsguard.core.upgrade import ClientCert
+from wsguard.server.frames import core_between_frames
 
 __all__ = ["GENERIC_REASONS", "EngineProtocol", "client_cert"]
 
@@ -35,7 +38,7 @@ _OWN_REASONS: Final = frozenset({*GENERIC_REASONS.values(), "too many fragments"
 
 
 class EngineProtocol(ServerProtocol):
-    """websockets' server core with three deviations.
+    """websockets' server core with three deviations, and one thing it does not keep.
 
     RFC 6455 §5.4 / §7.1.5: control frames may arrive between the fragments of a message; a
     close frame there is an ordinary close, and the unfinished message is discarded. The core
@@ -48,6 +51,16 @@ class EngineProtocol(ServerProtocol):
     once): the core answers every ping with a pong before wsguard sees it, so a ping flood would
     otherwise cost the server a write per frame with no message limit ever applying. Past the
     bucket the connection fails with 1008, before the pong is queued.
+
+    Once the 101 is sent, the core's parser no longer holds the upgrade request. Its
+    ``ServerProtocol.parse`` generator parses the request into a local, then delegates to the
+    frame parser for the rest of the connection, so the request and its headers (about 3 KB)
+    would live as long as the socket. When the frame parser waits between frames with nothing
+    buffered (``core_between_frames``; not so only when a partial frame came right behind the
+    request), a fresh frame parser, started into that same wait, replaces the chain. Closing
+    the old chain there runs no handler of websockets' (``GeneratorExit`` passes its
+    ``except Exception``). Should a websockets release lay its parser out differently,
+    ``core_between_frames`` answers False and nothing is swapped.
     """
 
     def __init__(
@@ -61,6 +74,12 @@ class EngineProtocol(ServerProtocol):
         super().__init__(*args, **kwargs)
         self._pings = TokenBucket(ping_rate, ping_burst) if ping_rate > 0 and clock else None
         self._clock = clock
+
+    def send_response(self, response: Response) -> None:
+        super().send_response(response)
+        if response.status_code == 101 and core_between_frames(self):
+            self.parser = Protocol.parse(self)
+            next(self.parser)  # to its first wait for data, where the one it replaces was
 
     def recv_frame(self, frame: Frame) -> None:
         if frame.opcode is _OP_CLOSE:
