@@ -106,9 +106,7 @@ class ProtocolSession:
         self.client_id = secrets.token_urlsafe(12)
         # channel -> whether this connection is in its presence.
         self.channels: dict[str, bool] = {}
-        # Made by the first message of a read, dropped when drained: an empty deque is about
-        # 600 bytes, and most connections are idle most of the time.
-        self._queue: deque[Envelope | Violation] | None = None
+        self._queue: deque[Envelope | Violation] = deque()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         # The RpcContext of the current principal, built once per principal, not per call
@@ -146,7 +144,7 @@ class ProtocolSession:
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        self._queue = None
+        self._queue.clear()
         for channel in list(self.channels):
             self._leave(channel)
 
@@ -168,8 +166,6 @@ class ProtocolSession:
         elif isinstance(item, Ping) and idle and not self.conn.principal.is_pending:
             self.conn.send_text(_reply(item.id, {}))  # the fast path: no task for a ping
             return
-        if queue is None:
-            queue = self._queue = deque()
         queue.append(item)
         if len(queue) >= _QUEUE_PAUSE:
             self.conn.pause_reading()
@@ -188,8 +184,6 @@ class ProtocolSession:
 
     async def _drain(self) -> None:
         queue = self._queue
-        if queue is None:  # pragma: no cover - on_read_end starts a drain only for a queue
-            return
         conn = self.conn
         try:
             # A connection we are closing (revoked, 4401, 4403) runs nothing it still had queued.
@@ -225,8 +219,6 @@ class ProtocolSession:
             self.conn.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             self._task = None
-            if not queue and self._queue is queue:
-                self._queue = None
             if not self._closed:
                 conn.resume_reading()
             # The batch's replies leave now rather than a loop pass later, when the connection
