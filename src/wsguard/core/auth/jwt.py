@@ -121,7 +121,7 @@ _TO_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
 def _decode_segment(segment: bytes, name: str) -> bytes:
     """PyJWT's ``PyJWS._decode_base64url_segment``, with the same rules and results, in C calls.
 
-    PyJWT (2.13+) tests each byte of a segment against the alphabet in a Python generator; here
+    PyJWT (2.15) tests each byte of a segment against the alphabet in a Python generator; here
     ``bytes.translate`` deletes the alphabet and anything left over is refused. The rules: at
     most two ``=`` of padding, and only on a segment whose length is a multiple of 4; no byte
     outside the base64url alphabet; not one character past a multiple of 4; and the canonical
