@@ -1,6 +1,7 @@
-"""AuthFlow's expiry timers: a far notice waits in the per-loop wheel instead of a timer of its
-own, and still fires when a timer armed at ``start`` would have, with the same push, audit
-event and close code; a connection that closes (or refreshes) first leaves nothing behind.
+"""AuthFlow's expiry timers: a far notice waits in the loop's DeadlineWheel instead of a
+timer of its own, and still fires when a timer armed at ``start`` would have, with the same
+push, audit event and close code; a connection that closes (or refreshes) first leaves nothing
+behind.
 
 Loop time is driven by hand (``loop.time`` is replaced), so every instant is exact.
 """
@@ -191,13 +192,3 @@ def test_rearming_moves_the_notice(clocks: Clocks):
 
     _run(clocks, [3600.0, 3539.9999, 0.0001], body)
     assert conn.events == [(7140.0, "send", {"push": "expiring", "in": 60.0})]
-
-
-def test_each_loop_has_its_own_wheel():
-    first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
-    try:
-        assert authflow._wheel(first) is authflow._wheel(first)
-        assert authflow._wheel(first) is not authflow._wheel(second)
-    finally:
-        first.close()
-        second.close()

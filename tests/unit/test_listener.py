@@ -148,11 +148,19 @@ async def test_a_closed_connection_with_bytes_queued_is_aborted_close_timeout_la
     conn.data_received(b"\x88\x82\x00\x00\x00\x00\x03\xe8")  # close 1000, zero mask key
     assert transport.closed
     assert not transport.aborted
-    timer = conn._timer
-    assert timer is not None
-    assert timer.when() - asyncio.get_running_loop().time() == pytest.approx(
+    # close_timeout (5 s) is far: the deadline waits in the loop's wheel until its second.
+    assert conn._timer is None
+    bucket = conn._timer_bucket
+    assert bucket is not None
+    when, _ = bucket[conn]
+    assert when - asyncio.get_running_loop().time() == pytest.approx(
         settings.limits.close_timeout, abs=0.5
     )
+    conn.wheel_due(when, None)  # the wheel's timer for that second
+    assert conn._timer_bucket is None
+    timer = conn._timer
+    assert timer is not None
+    assert timer.when() == when
     timer.cancel()
     conn._on_timer()
     assert transport.aborted

@@ -10,9 +10,7 @@ the session expires"). Before a principal's credential expires the server pushes
 from __future__ import annotations
 
 import asyncio
-import math
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -21,6 +19,7 @@ import orjson
 from wsguard.codes import CloseCode
 from wsguard.core.decisions import Principal, Reject
 from wsguard.server.engine import Connection
+from wsguard.server.wheel import Bucket, wheel_for
 from wsguard.settings import AuthConfig
 
 __all__ = ["AuthFlow"]
@@ -35,59 +34,9 @@ _PUBLIC = {
 }
 
 
-# An expiry notice due further ahead than this is not given a loop timer of its own at once:
-# most connections close before their credential expires, and a timer per handshake (armed,
-# then cancelled) costs the loop more than a dict entry does. See _ExpiryWheel.
+# An expiry notice due further ahead than this waits in the loop's DeadlineWheel instead of
+# a loop timer of its own: most connections close before their credential expires.
 _HORIZON: Final = 10.0
-
-
-class _ExpiryWheel:
-    """Far expiry notices of one event loop, grouped by the second (loop time) they fall in.
-
-    One loop timer per second that holds notices fires at the start of that second and arms
-    each notice still registered with ``call_at`` at its exact time: a notice fires when a
-    ``call_later`` armed at ``start`` would have, while a connection that closes before then
-    costs one dict insertion and one deletion. (The timer then runs in another connection's
-    copy of the context; wsguard sets no context variables, so nothing can tell.)
-    """
-
-    __slots__ = ("__weakref__", "_buckets")
-
-    def __init__(self) -> None:
-        # second -> {flow: (loop time of the notice, credential expiry)}
-        self._buckets: dict[int, dict[AuthFlow, tuple[float, float]]] = {}
-
-    def add(
-        self, loop: asyncio.AbstractEventLoop, flow: AuthFlow, when: float, expires_at: float
-    ) -> dict[AuthFlow, tuple[float, float]]:
-        second = math.floor(when)
-        bucket = self._buckets.get(second)
-        if bucket is None:
-            bucket = self._buckets[second] = {}
-            loop.call_at(second, self._fire, second)
-        bucket[flow] = (when, expires_at)
-        return bucket
-
-    def _fire(self, second: int) -> None:
-        bucket = self._buckets.pop(second, None)
-        if not bucket:
-            return
-        loop = asyncio.get_running_loop()
-        for flow, (when, expires_at) in bucket.items():
-            flow._bucket = None
-            flow._timer = loop.call_at(when, flow._expiring, expires_at)
-
-
-_WHEELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ExpiryWheel] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _wheel(loop: asyncio.AbstractEventLoop) -> _ExpiryWheel:
-    wheel = _WHEELS.get(loop)
-    if wheel is None:
-        wheel = _WHEELS[loop] = _ExpiryWheel()
-    return wheel
 
 
 def _failure(msg_id: object, status: int) -> bytes:
@@ -121,8 +70,8 @@ class AuthFlow:
         self._on_authenticated = on_authenticated
         self._clock = clock
         self._timer: asyncio.TimerHandle | None = None
-        # The _ExpiryWheel bucket holding this flow's notice until it gets a timer of its own.
-        self._bucket: dict[AuthFlow, tuple[float, float]] | None = None
+        # The DeadlineWheel bucket holding this flow's notice until it gets a timer of its own.
+        self._bucket: Bucket | None = None
 
     def start(self) -> None:
         """Arm the expiry timers for the current principal."""
@@ -201,11 +150,16 @@ class AuthFlow:
         loop = asyncio.get_running_loop()
         notice_in = expires_at - self._config.expiring_notice - self._clock()
         if notice_in > _HORIZON:
-            self._bucket = _wheel(loop).add(loop, self, loop.time() + notice_in, expires_at)
+            self._bucket = wheel_for(loop).add(self, loop.time() + notice_in, expires_at)
         elif notice_in > 0:
             self._timer = loop.call_later(notice_in, self._expiring, expires_at)
         else:
             self._expiring(expires_at)
+
+    def wheel_due(self, when: float, expires_at: float) -> None:
+        """The wheel's second for this notice has come: a timer of its own at ``when``."""
+        self._bucket = None
+        self._timer = asyncio.get_running_loop().call_at(when, self._expiring, expires_at)
 
     def _expiring(self, expires_at: float) -> None:
         left = expires_at - self._clock()

@@ -26,6 +26,7 @@ from wsguard.core.upgrade import Headers, UpgradeRequest
 from wsguard.server import frames, responses
 from wsguard.server.protocol import EngineProtocol, client_cert
 from wsguard.server.state import ServerState
+from wsguard.server.wheel import Bucket, wheel_for
 
 if TYPE_CHECKING:
     from wsguard.auth import AuthService
@@ -39,6 +40,9 @@ _OP_PONG = Opcode.PONG
 # Reading pauses when this much is waiting to be written (the peer reads slower than it sends).
 _WRITE_HIGH_WATER = 64 * 1024
 _PAUSED_WRITING, _PAUSED_SESSION, _PAUSED_HANDSHAKE = 1, 2, 4
+# A deadline this far ahead or more waits in the loop's DeadlineWheel (server/wheel.py): the
+# handshake timeout, the keepalive and the close timeout, which are mostly cancelled first.
+_WHEELED = 1.0
 # websockets' own logger would log every open/close at INFO; the audit log does that for us.
 _ENGINE_LOGGER = logging.getLogger("wsguard.engine")
 log = logging.getLogger("wsguard.server")
@@ -77,6 +81,7 @@ class WsConnection(asyncio.Protocol):
         "_state",
         "_text_parts",
         "_timer",
+        "_timer_bucket",
         "_transport",
     )
 
@@ -90,7 +95,7 @@ class WsConnection(asyncio.Protocol):
             # Pings share the message budget's rate and burst (limits.messages_per_second).
             ping_rate=state.limits.messages_per_second,
             ping_burst=state.limits.burst,
-            clock=asyncio.get_running_loop().time,
+            clock=state.services.monotonic,  # shared: no bound method per connection
         )
         self._accept: Accept | None = None
         self._session: Session | None = None
@@ -100,7 +105,9 @@ class WsConnection(asyncio.Protocol):
         self._text_parts: list[str] | None = None
         self._decoder: codecs.IncrementalDecoder | None = None
         self._fragments = 0
+        # The connection's one deadline: a loop timer when near, else in the wheel's bucket.
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_bucket: Bucket | None = None
         self._awaiting_pong: float | None = None
         self._last_message = 0.0
         self._next_ping = 0.0
@@ -108,7 +115,7 @@ class WsConnection(asyncio.Protocol):
         self._answered = False
         self._processing = False
         self._pending: tuple[Response, UpgradeRequest] | None = None
-        self._backlog: list[Frame] = []
+        self._backlog: list[Frame] | None = None
         self._auth_deadline: float | None = None
         # Pushes from the hub, written once per event loop pass (see server/hub.py).
         self._outbox: list[bytes] | None = None
@@ -491,6 +498,8 @@ class WsConnection(asyncio.Protocol):
             if isinstance(event, Frame):
                 if self._pending is not None:
                     # Sent before our 101 (RFC 6455 §4.1 says wait); kept for after it.
+                    if self._backlog is None:
+                        self._backlog = []
                     self._backlog.append(event)
                 else:
                     self._on_frame(event)
@@ -591,7 +600,7 @@ class WsConnection(asyncio.Protocol):
             self._refuse(upgrade, decision, result)
         else:
             self._open(response, upgrade, decision)
-            backlog, self._backlog = self._backlog, []
+            backlog, self._backlog = self._backlog or (), None
             for frame in backlog:
                 self._on_frame(frame)
             if backlog and self._session is not None:
@@ -737,13 +746,31 @@ class WsConnection(asyncio.Protocol):
 
     def _schedule(self, delay: float) -> None:
         self._cancel_timer()
-        if delay > 0:
-            self._timer = self._loop.call_later(delay, self._on_timer)
+        if delay <= 0:
+            return
+        loop = self._loop
+        if delay < _WHEELED:
+            self._timer = loop.call_later(delay, self._on_timer)
+            return
+        wheel = self._state.wheel
+        if wheel is None or wheel.loop is not loop:
+            wheel = self._state.wheel = wheel_for(loop)
+        self._timer_bucket = wheel.add(self, loop.time() + delay)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        bucket = self._timer_bucket
+        if bucket is not None:
+            self._timer_bucket = None
+            bucket.pop(self, None)
+
+    def wheel_due(self, when: float, payload: object) -> None:
+        """The wheel's second for this connection's deadline has come: a loop timer at
+        ``when`` (``payload`` is unused)."""
+        self._timer_bucket = None
+        self._timer = self._loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
         """One timer per connection, armed for the next deadline only (no polling)."""

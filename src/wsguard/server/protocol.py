@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Response
+from websockets.http11 import Request, Response
 from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
 
@@ -16,6 +18,7 @@ from wsguard.codes import CloseCode
 from wsguard.core.limits import TokenBucket
 from wsguard.core.upgrade import ClientCert
 from wsguard.server.frames import core_between_frames
+from wsguard.server.responses import http_date
 
 __all__ = ["GENERIC_REASONS", "EngineProtocol", "client_cert"]
 
@@ -61,6 +64,9 @@ class EngineProtocol(ServerProtocol):
     the old chain there runs no handler of websockets' (``GeneratorExit`` passes its
     ``except Exception``). Should a websockets release lay its parser out differently,
     ``core_between_frames`` answers False and nothing is swapped.
+
+    Its 101 is the core's own (``accept``), but for the ``Date`` header: formatted once per
+    second (``responses.http_date``) rather than by ``email.utils.formatdate`` per handshake.
     """
 
     def __init__(
@@ -72,8 +78,34 @@ class EngineProtocol(ServerProtocol):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self._pings = TokenBucket(ping_rate, ping_burst) if ping_rate > 0 and clock else None
+        # The ping bucket is made at the first ping (browsers never send one); until then this
+        # holds its rate and burst. Two attributes in all: websockets' core has 26, and past 29
+        # CPython (3.11) stops sharing the keys of instance dicts: 1.6 KB each instead of 0.3.
+        self._pings: TokenBucket | tuple[float, float] | None = (
+            (ping_rate, ping_burst) if ping_rate > 0 and clock is not None else None
+        )
         self._clock = clock
+
+    def accept(self, request: Request) -> Response:
+        """websockets' ``accept``: the same checks and the same 101, its ``Date`` formatted
+        once per second (``http_date``) instead of once per handshake. A request the checks
+        refuse goes through websockets' own ``accept``, which checks it again and builds its
+        refusal (the listener sends only the status of that)."""
+        try:
+            accept_header, extensions_header, protocol_header = self.process_request(request)
+        except Exception:
+            return super().accept(request)
+        self.accept_called = True
+        headers = Headers()
+        headers["Date"] = http_date(time.time())
+        headers["Upgrade"] = "websocket"
+        headers["Connection"] = "Upgrade"
+        headers["Sec-WebSocket-Accept"] = accept_header
+        if extensions_header is not None:
+            headers["Sec-WebSocket-Extensions"] = extensions_header
+        if protocol_header is not None:
+            headers["Sec-WebSocket-Protocol"] = protocol_header
+        return Response(101, "Switching Protocols", headers)
 
     def send_response(self, response: Response) -> None:
         super().send_response(response)
@@ -85,8 +117,11 @@ class EngineProtocol(ServerProtocol):
         if frame.opcode is _OP_CLOSE:
             self.current_size = None
         elif frame.opcode is _OP_PING and self._pings is not None:
-            assert self._clock is not None  # noqa: S101 (set together with the bucket)
-            if not self._pings.take(self._clock()):
+            assert self._clock is not None  # noqa: S101 (a limit is kept only with a clock)
+            pings = self._pings
+            if isinstance(pings, tuple):
+                pings = self._pings = TokenBucket(*pings)
+            if not pings.take(self._clock()):
                 log.info("ping flood: failing the connection with 1008")
                 self.fail(CloseCode.POLICY_VIOLATION, "policy violation")
                 return

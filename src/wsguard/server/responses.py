@@ -13,6 +13,7 @@ from __future__ import annotations
 import email.utils
 import functools
 import http
+import time
 from collections.abc import Callable, Mapping
 from importlib import resources
 
@@ -27,6 +28,7 @@ __all__ = [
     "Page",
     "StaticPage",
     "generic_reject",
+    "http_date",
     "json_response",
     "reject_response",
     "route",
@@ -46,6 +48,24 @@ _PAGE_HEADERS = (
 )
 
 
+class _Date:
+    """The ``Date`` header's value (RFC 9110 §6.6.1): it names whole seconds, so it is
+    formatted once per second, not once per response."""
+
+    second = -1
+    value = ""
+
+
+def http_date(now: float) -> str:
+    """The ``Date`` header value at ``now`` (seconds since the epoch), such as
+    ``Thu, 03 Dec 2026 17:10:24 GMT``."""
+    second = int(now)
+    if _Date.second != second:
+        _Date.value = email.utils.formatdate(second, usegmt=True)
+        _Date.second = second
+    return _Date.value
+
+
 def generic_reject(status: int, audit_reason: str) -> Reject:
     """A rejection with the generic phrase of ``status`` as its only public text."""
     return Reject(status, http.HTTPStatus(status).phrase, audit_reason)
@@ -56,7 +76,7 @@ def _response(
 ) -> Response:
     headers = WsHeaders(
         [
-            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Date", http_date(time.time())),
             ("Connection", "close"),
             ("Content-Type", content_type),
             ("Content-Length", str(len(body))),

@@ -37,6 +37,7 @@ from wsguard.core.envelope import (
     Unsubscribe,
 )
 from wsguard.core.limits import client_key
+from wsguard.core.pipeline import MessageGate, ViolationCounter
 from wsguard.exceptions import ReplyError
 from wsguard.server.authflow import AuthFlow
 from wsguard.server.eager import start_eagerly
@@ -95,14 +96,13 @@ class ProtocolSession:
     )
 
     def __init__(self, conn: Connection) -> None:
-        from wsguard.core.pipeline import MessageGate, ViolationCounter
-
         self.conn = conn
         self.services = services = conn.services
         limits = services.limits
         self.auth = AuthFlow(conn, conn.auth.settings, self._welcome, clock=conn.auth.clock)
         self.gate = MessageGate(limits, services.user_rates)
-        self.violations = ViolationCounter(limits.max_violations, limits.violation_window)
+        # Made at the first refusal: most connections never have one.
+        self.violations: ViolationCounter | None = None
         self.client_id = secrets.token_urlsafe(12)
         # channel -> whether this connection is in its presence.
         self.channels: dict[str, bool] = {}
@@ -242,9 +242,15 @@ class ProtocolSession:
         self.conn.audit("message_refused", reason=violation.reason, code=int(violation.code))
         if int(violation.code) in _UNCOUNTED or self._closed:
             return
-        if self.violations.add(self.services.monotonic()):
+        violations = self.violations
+        if violations is None:
+            limits = self.services.limits
+            violations = self.violations = ViolationCounter(
+                limits.max_violations, limits.violation_window
+            )
+        if violations.add(self.services.monotonic()):
             self._closed = True
-            self.conn.audit("violations_exceeded", limit=self.violations.limit)
+            self.conn.audit("violations_exceeded", limit=violations.limit)
             self.conn.close(CloseCode.TOO_MANY_VIOLATIONS, "too many violations")
 
     def _fail(self, msg_id: int | str | None, error: ReplyError, *, counted: bool = True) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -149,11 +151,39 @@ def test_limiter_refuses_zero_max_keys():
         pytest.param("2001:db8:1:2:ffff::9", "2001:db8:1:2::/64", id="same-64-same-key"),
         pytest.param("::1", "::/64", id="ipv6-loopback"),
         pytest.param("::ffff:203.0.113.9", "::ffff:203.0.113.9", id="v4-mapped-not-grouped"),
+        pytest.param("2001:db8:1:2::203.0.113.9", "2001:db8:1:2::/64", id="dotted-ipv6-grouped"),
         pytest.param("unix-socket", "unix-socket", id="not-an-ip"),
     ],
 )
 def test_client_key_groups_ipv6_by_slash_64(ip: str, key: str):
     assert client_key(ip) == key
+
+
+def parsed_key(ip: str) -> str:
+    """client_key without its shortcut: every string through ipaddress."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((int(address), 64), strict=False))
+    return ip
+
+
+@given(
+    st.one_of(
+        st.ip_addresses(v=4).map(str),
+        st.ip_addresses(v=6).map(str),
+        st.ip_addresses(v=6).map(lambda a: a.exploded),
+        st.text(alphabet="0123456789.:abcdefABCDEF%x ", max_size=45),
+        st.tuples(st.ip_addresses(v=6), st.ip_addresses(v=4)).map(
+            lambda pair: f"{pair[0].exploded[:30]}{pair[1]}"
+        ),
+        st.text(max_size=20),
+    )
+)
+def test_client_key_shortcut_answers_as_the_parse(ip: str):
+    assert client_key(ip) == parsed_key(ip)
 
 
 # ---------------------------------------------------------------- ConnectionCaps
