@@ -392,6 +392,21 @@ def masked_frame(opcode, payload, mask=b"\x12\x34\x56\x78"):
     return hdr + mask + body
 
 
+def frame_bounds(buf, pos, end_buf):
+    """(header length, payload length) of the server frame starting at buf[pos] (at least two
+    bytes there), or None while its extended length is still to come."""
+    b1 = buf[pos + 1] & 0x7F
+    if b1 < 126:
+        return 2, b1
+    if b1 == 126:
+        if end_buf - pos < 4:
+            return None
+        return 4, (buf[pos + 2] << 8) | buf[pos + 3]
+    if end_buf - pos < 10:
+        return None
+    return 10, int.from_bytes(buf[pos + 2 : pos + 10], "big")
+
+
 def ws_key():
     """(Sec-WebSocket-Key, expected Sec-WebSocket-Accept)."""
     key = base64.b64encode(os.urandom(16))
@@ -415,20 +430,16 @@ def check_upgrade(head, accept):
     return b" 101 " in status_line and accept in head
 
 
-class RawEcho(asyncio.Protocol):
-    def __init__(self, st, opcode, size, window, host, proto):
-        self.st, self.window, self.proto = st, window, proto
-        # the expected size of a reply frame's payload (the request's, except for wsguard)
-        self.size = proto.reply_size(size)
-        self.check_ok = proto.name == "wsguard"
-        self.frame = masked_frame(opcode, proto.echo_payload(size) if opcode == 1 else b"x" * size)
-        self.batches = [self.frame * i for i in range(window + 1)]
-        self.buf = bytearray()
-        self.upgraded = False
+class RawUpgrade(asyncio.Protocol):
+    """A raw client connection's opening: it writes a pre-built upgrade request on connect;
+    `ready` fails if the connection is lost before the upgrade."""
+
+    def __init__(self, path, host, proto):
+        self.proto = proto
         key, self.accept = ws_key()
-        self.req = upgrade_request(host, proto.echo_path, key, proto.headers())
+        self.req = upgrade_request(host, path, key, proto.headers())
         self.ready = asyncio.get_running_loop().create_future()
-        self.inflight = 0
+        self.upgraded = False
         self.t = None
 
     def connection_made(self, t):
@@ -438,6 +449,19 @@ class RawEcho(asyncio.Protocol):
     def connection_lost(self, exc):
         if not self.ready.done():
             self.ready.set_exception(ConnectionError("lost before upgrade"))
+
+
+class RawEcho(RawUpgrade):
+    def __init__(self, st, opcode, size, window, host, proto):
+        super().__init__(proto.echo_path, host, proto)
+        self.st, self.window = st, window
+        # the expected size of a reply frame's payload (the request's, except for wsguard)
+        self.size = proto.reply_size(size)
+        self.check_ok = proto.name == "wsguard"
+        self.frame = masked_frame(opcode, proto.echo_payload(size) if opcode == 1 else b"x" * size)
+        self.batches = [self.frame * i for i in range(window + 1)]
+        self.buf = bytearray()
+        self.inflight = 0
 
     def kick(self):
         self.t.write(self.batches[self.window])
@@ -467,17 +491,10 @@ class RawEcho(asyncio.Protocol):
         size = self.size
         want_sample = st.sample is None
         while end_buf - pos >= 2:
-            b1 = buf[pos + 1] & 0x7F
-            if b1 < 126:
-                hl, plen = 2, b1
-            elif b1 == 126:
-                if end_buf - pos < 4:
-                    break
-                hl, plen = 4, (buf[pos + 2] << 8) | buf[pos + 3]
-            else:
-                if end_buf - pos < 10:
-                    break
-                hl, plen = 10, int.from_bytes(buf[pos + 2 : pos + 10], "big")
+            bounds = frame_bounds(buf, pos, end_buf)
+            if bounds is None:
+                break
+            hl, plen = bounds
             end = pos + hl + plen
             if end > end_buf:
                 break
@@ -525,7 +542,7 @@ class RawEcho(asyncio.Protocol):
         return 0
 
 
-class RawIdle(asyncio.Protocol):
+class RawIdle(RawUpgrade):
     """An idle connection of the handshake test: a pre-built upgrade request, the 101 checked
     (status and Sec-WebSocket-Accept), then every frame read and dropped, except that pings
     get their pong and the protocol's own opening is answered (socket.io's 40).
@@ -533,24 +550,9 @@ class RawIdle(asyncio.Protocol):
     The picows client cost about as much CPU per handshake as the fastest servers here (both
     cores were ~85 % busy at ~4,000 handshakes/s), so it, not the server, bounded the rate."""
 
-    __slots__ = ("accept", "buf", "proto", "ready", "req", "t", "upgraded")
-
     def __init__(self, path, host, proto):
-        self.proto = proto
-        key, self.accept = ws_key()
-        self.req = upgrade_request(host, path, key, proto.headers())
-        self.ready = asyncio.get_running_loop().create_future()
+        super().__init__(path, host, proto)
         self.buf = b""
-        self.upgraded = False
-        self.t = None
-
-    def connection_made(self, t):
-        self.t = t
-        t.write(self.req)
-
-    def connection_lost(self, exc):
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError("lost before upgrade"))
 
     def close(self):
         if self.t is not None and not self.t.is_closing():
@@ -571,32 +573,15 @@ class RawIdle(asyncio.Protocol):
             self.upgraded = True
             self.ready.set_result(None)
             buf = buf[i + 4 :]
-        end_buf = len(buf)
-        pos = 0
-        while end_buf - pos >= 2:
-            b1 = buf[pos + 1] & 0x7F
-            if b1 < 126:
-                hl, plen = 2, b1
-            elif b1 == 126:
-                if end_buf - pos < 4:
-                    break
-                hl, plen = 4, (buf[pos + 2] << 8) | buf[pos + 3]
-            else:
-                if end_buf - pos < 10:
-                    break
-                hl, plen = 10, int.from_bytes(buf[pos + 2 : pos + 10], "big")
-            end = pos + hl + plen
-            if end > end_buf:
-                break
-            op = buf[pos] & 0x0F
+        frames = split_frames(buf)
+        for op, payload, _end in frames:
             if op == 1:
-                ctl = self.proto.control(bytes(buf[pos + hl : end]))
+                ctl = self.proto.control(payload)
                 if ctl is not None and ctl[0] is not None:
                     self.t.write(masked_frame(1, ctl[0]))
             elif op == 9:
-                self.t.write(masked_frame(10, bytes(buf[pos + hl : end])))
-            pos = end
-        self.buf = buf[pos:] if pos < end_buf else b""
+                self.t.write(masked_frame(10, payload))
+        self.buf = buf[frames[-1][2] :] if frames else buf
 
 
 async def raw_connect_many(url, proto, n, concurrency, deadline_s=120.0):
@@ -823,17 +808,10 @@ class FrameCounter:
         pos = 0
         n = 0
         while end_buf - pos >= 2:
-            b1 = buf[pos + 1] & 0x7F
-            if b1 < 126:
-                hl, plen = 2, b1
-            elif b1 == 126:
-                if end_buf - pos < 4:
-                    break
-                hl, plen = 4, (buf[pos + 2] << 8) | buf[pos + 3]
-            else:
-                if end_buf - pos < 10:
-                    break
-                hl, plen = 10, int.from_bytes(buf[pos + 2 : pos + 10], "big")
+            bounds = frame_bounds(buf, pos, end_buf)
+            if bounds is None:
+                break
+            hl, plen = bounds
             end = pos + hl + plen
             if end > end_buf:
                 break

@@ -131,6 +131,18 @@ class BackedUpTransport(FakeTransport):
         self.aborted = self.closed = True
 
 
+def fire_handed_over(conn: WsConnection, when: float) -> None:
+    """Do what the wheel's timer does at the deadline's second (hand it over: a loop timer at
+    exactly ``when``), then what that timer does at ``when``."""
+    conn.wheel_due(when, None)
+    assert conn._timer_bucket is None
+    timer = conn._timer
+    assert timer is not None
+    assert timer.when() == when
+    timer.cancel()
+    conn._on_timer()
+
+
 async def test_a_closed_connection_with_bytes_queued_is_aborted_close_timeout_later(
     audit: Events,
 ) -> None:
@@ -156,14 +168,49 @@ async def test_a_closed_connection_with_bytes_queued_is_aborted_close_timeout_la
     assert when - asyncio.get_running_loop().time() == pytest.approx(
         settings.limits.close_timeout, abs=0.5
     )
-    conn.wheel_due(when, None)  # the wheel's timer for that second
-    assert conn._timer_bucket is None
-    timer = conn._timer
-    assert timer is not None
-    assert timer.when() == when
-    timer.cancel()
-    conn._on_timer()
+    fire_handed_over(conn, when)
     assert transport.aborted
+    conn.connection_lost(None)
+
+
+# ---------------------------------------------------------------- deadlines in the wheel
+
+
+async def test_far_deadlines_wait_in_the_wheel_and_leave_it_when_done_with(audit: Events) -> None:
+    """The handshake timeout (5 s) and the keepalive (20 s) are a bucket entry each, not a loop
+    timer; the 101 moves the connection from the first to the second, and the connection's end
+    takes it out, so a closed connection is held by no bucket until its second."""
+    conn, transport = await connection(audit)
+    loop = asyncio.get_running_loop()
+    limits = conn._state.limits
+    assert conn._timer is None
+    handshake = conn._timer_bucket
+    assert handshake is not None
+    assert handshake[conn][0] - loop.time() == pytest.approx(limits.handshake_timeout, abs=0.5)
+    conn.data_received(request("http://127.0.0.1:8080"))
+    assert transport.written.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert conn not in handshake
+    keepalive = conn._timer_bucket
+    assert keepalive is not None
+    assert conn._timer is None
+    assert keepalive[conn][0] - loop.time() == pytest.approx(limits.ping_interval, abs=0.5)
+    conn.connection_lost(None)
+    assert conn._timer_bucket is None
+    assert conn not in keepalive
+
+
+async def test_a_deadline_the_wheel_hands_over_fires_the_connections_timer(
+    audit: Events,
+) -> None:
+    """A socket that never sends its request: at the handshake timeout's second the wheel
+    arms the exact timer, which drops the connection and audits a 408."""
+    conn, transport = await connection(audit)
+    bucket = conn._timer_bucket
+    assert bucket is not None
+    when, _ = bucket[conn]
+    fire_handed_over(conn, when)
+    assert transport.closed
+    assert '"reason":"handshake_timeout"' in audit.lines[-1]
     conn.connection_lost(None)
 
 
