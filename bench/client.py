@@ -604,13 +604,16 @@ async def raw_connect_many(url, proto, n, concurrency, deadline_s=120.0):
             for _attempt in range(5):
                 if perf() > t_end:
                     break
+                t = None
                 try:
-                    _t, p = await asyncio.wait_for(
+                    t, p = await asyncio.wait_for(
                         loop.create_connection(lambda: RawIdle(path, hostport, proto), host, port),
                         15,
                     )
                     await asyncio.wait_for(p.ready, 15)
                 except Exception as e:  # retry a few times, then give up
+                    if t is not None:
+                        t.abort()  # connected, but no 101 in time: not left open
                     last = e
                     failures += 1
                     await asyncio.sleep(0.05)

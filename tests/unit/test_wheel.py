@@ -4,7 +4,9 @@ of its second with its exact time, on a loop whose clock is driven by hand."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import weakref
 from typing import Any
 
 import pytest
@@ -104,6 +106,17 @@ def test_a_failing_owner_does_not_drop_the_rest_of_its_second(caplog: pytest.Log
         drive(body, [3.0])
     assert [entry[0] for entry in log] == ["first", "last"]
     assert [r.getMessage() for r in caplog.records] == ["arming a deadline failed"]
+
+
+def test_a_wheel_does_not_keep_its_loop_alive():
+    loop = asyncio.new_event_loop()
+    wheel = wheel_for(loop)
+    ref = weakref.ref(loop)
+    loop.close()
+    del loop
+    gc.collect()
+    assert ref() is None
+    assert wheel.loop is None
 
 
 def test_each_loop_has_its_own_wheel():

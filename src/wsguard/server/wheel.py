@@ -46,11 +46,18 @@ class DeadlineWheel:
         loop: the loop whose ``time`` the deadlines are in, and whose timers fire them.
     """
 
-    __slots__ = ("__weakref__", "_buckets", "loop")
+    __slots__ = ("__weakref__", "_buckets", "_loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        # Weakly: _WHEELS is keyed by the loop, and a value that held its key would keep
+        # every loop that ever had a wheel alive.
+        self._loop = weakref.ref(loop)
         self._buckets: dict[int, Bucket] = {}
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop, while it exists."""
+        return self._loop()
 
     def add(self, owner: Due, when: float, payload: Any = None) -> Bucket:
         """Hold ``owner``'s deadline at ``when`` (loop time); one per owner per bucket.
@@ -61,8 +68,10 @@ class DeadlineWheel:
         second = math.floor(when)
         bucket = self._buckets.get(second)
         if bucket is None:
+            loop = self._loop()
+            assert loop is not None  # noqa: S101 (deadlines are added from the running loop)
             bucket = self._buckets[second] = {}
-            self.loop.call_at(second, self._fire, second)
+            loop.call_at(second, self._fire, second)
         bucket[owner] = (when, payload)
         return bucket
 
