@@ -116,7 +116,7 @@ def test_a_wheel_does_not_keep_its_loop_alive():
     del loop
     gc.collect()
     assert ref() is None
-    assert wheel.loop is None
+    assert wheel._loop() is None
 
 
 def test_each_loop_has_its_own_wheel():
@@ -124,7 +124,7 @@ def test_each_loop_has_its_own_wheel():
     try:
         assert wheel_for(first) is wheel_for(first)
         assert wheel_for(first) is not wheel_for(second)
-        assert wheel_for(second).loop is second
+        assert wheel_for(second)._loop() is second
     finally:
         first.close()
         second.close()

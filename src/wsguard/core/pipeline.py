@@ -82,14 +82,11 @@ class ViolationCounter:
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
         self.window = window
-        # Made at the first refusal: an empty deque is about 600 bytes, on every connection.
-        self._times: deque[float] | None = None
+        self._times: deque[float] = deque(maxlen=limit)
 
     def add(self, now: float) -> bool:
         """Record one refusal at ``now``; True when the connection must close (4408)."""
         times = self._times
-        if times is None:
-            times = self._times = deque(maxlen=self.limit)
         times.append(now)
         # The deque keeps the last ``limit`` refusals: too many when the oldest is recent.
         return len(times) == self.limit and now - times[0] < self.window

@@ -752,10 +752,7 @@ class WsConnection(asyncio.Protocol):
         if delay < _WHEELED:
             self._timer = loop.call_later(delay, self._on_timer)
             return
-        wheel = self._state.wheel
-        if wheel is None or wheel.loop is not loop:
-            wheel = self._state.wheel = wheel_for(loop)
-        self._timer_bucket = wheel.add(self, loop.time() + delay)
+        self._timer_bucket = wheel_for(loop).add(self, loop.time() + delay)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

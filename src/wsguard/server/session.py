@@ -101,7 +101,8 @@ class ProtocolSession:
         limits = services.limits
         self.auth = AuthFlow(conn, conn.auth.settings, self._welcome, clock=conn.auth.clock)
         self.gate = MessageGate(limits, services.user_rates)
-        # Made at the first refusal: most connections never have one.
+        # Made at the first refusal (with its deque, about 600 bytes): most connections never
+        # have one.
         self.violations: ViolationCounter | None = None
         self.client_id = secrets.token_urlsafe(12)
         # channel -> whether this connection is in its presence.

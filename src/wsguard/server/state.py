@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from wsguard.server.listener import WsConnection
     from wsguard.server.responses import Page
     from wsguard.server.services import Services
-    from wsguard.server.wheel import DeadlineWheel
     from wsguard.settings import Settings
 
 __all__ = ["ServerState"]
@@ -54,8 +53,6 @@ class ServerState:
         self.accepting = True
         # Set by a shutdown in progress; fired when the last connection is gone.
         self.drained: asyncio.Event | None = None
-        # The serving loop's DeadlineWheel, looked up at the first connection's first timer.
-        self.wheel: DeadlineWheel | None = None
 
     def register(self, conn: WsConnection, user_id: str | None) -> None:
         if user_id is not None:

@@ -54,11 +54,6 @@ class DeadlineWheel:
         self._loop = weakref.ref(loop)
         self._buckets: dict[int, Bucket] = {}
 
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop | None:
-        """The loop, while it exists."""
-        return self._loop()
-
     def add(self, owner: Due, when: float, payload: Any = None) -> Bucket:
         """Hold ``owner``'s deadline at ``when`` (loop time); one per owner per bucket.
 
